@@ -1,0 +1,64 @@
+// swift-tools-version:6.1
+// FlexMoE builds in two modes from one package:
+//   host (default)          every module, the server, the tests;
+//   FLEXMOE_EMBEDDED=1      only the board-side modules, as Embedded Swift with whole-module
+//                           optimisation, for `--triple aarch64-none-none-elf` (see Tools/cross-build).
+import PackageDescription
+import Foundation
+
+let embedded = ProcessInfo.processInfo.environment["FLEXMOE_EMBEDDED"] == "1"
+
+/// Settings for code that runs on the boards; in embedded mode it is compiled as Embedded Swift.
+let boardSettings: [SwiftSetting] = embedded
+    ? [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo"])]
+    : []
+
+/// Modules that run on the boards (and on the host, for tests, the server and simulation).
+var targets: [Target] = [
+    .systemLibrary(
+        name: "CZstd", pkgConfig: "libzstd",
+        providers: [.apt(["libzstd-dev"])]),
+    .target(name: "CSystem"),
+    .target(name: "FlexTensor", swiftSettings: boardSettings),
+    .target(name: "FlexWire", dependencies: ["FlexTensor", "CZstd"], swiftSettings: boardSettings),
+    .executableTarget(
+        name: "flexmoe-edge", dependencies: ["FlexTensor", "FlexWire", "CSystem"],
+        swiftSettings: boardSettings),
+]
+var products: [Product] = [
+    .executable(name: "flexmoe-edge", targets: ["flexmoe-edge"]),
+]
+var dependencies: [Package.Dependency] = []
+
+if !embedded {
+    dependencies += [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ]
+    products += [
+        .executable(name: "flexmoe-server", targets: ["flexmoe-server"]),
+        // Libraries for the benchmark package in Benchmarks/, which is kept out of the main build.
+        .library(name: "FlexTensor", targets: ["FlexTensor"]),
+        .library(name: "FlexWire", targets: ["FlexWire"]),
+        .library(name: "FlexAssign", targets: ["FlexAssign"]),
+    ]
+    targets += [
+        .target(name: "FlexAssign"),
+        .executableTarget(
+            name: "flexmoe-server",
+            dependencies: [
+                "FlexAssign", "FlexTensor", "FlexWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .target(name: "FlexTestSupport", dependencies: ["FlexTensor", "FlexWire"]),
+        .testTarget(name: "FlexAssignTests", dependencies: ["FlexAssign"]),
+        .testTarget(name: "FlexTensorTests", dependencies: ["FlexTensor", "FlexTestSupport"]),
+        .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTensor", "FlexTestSupport"]),
+    ]
+}
+
+let package = Package(
+    name: "FlexMoE",
+    products: products,
+    dependencies: dependencies,
+    targets: targets
+)

@@ -1,0 +1,2 @@
+/// FlexAssign: fitness matrix, load bounds, assignment solvers, baselines and load metrics (host only, pure).
+public enum FlexAssignModule {}

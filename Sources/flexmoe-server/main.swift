@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// `flexmoe-server`: the host-side command (assignment now; serve, aggregate, partition, simulate later).
+struct FlexMoEServer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flexmoe-server",
+        abstract: "FlexMoE server: load-balanced expert assignment and aggregation.",
+        subcommands: [])
+}
+FlexMoEServer.main()
