@@ -1,0 +1,1 @@
+// FlexTensor: storage, shapes, dtypes, kernels and quantisation.

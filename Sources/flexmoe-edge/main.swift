@@ -1,0 +1,2 @@
+import CSystem
+csys_exit(0)
