@@ -19,7 +19,8 @@ var targets: [Target] = [
         name: "CZstd", pkgConfig: "libzstd",
         providers: [.apt(["libzstd-dev"])]),
     .target(name: "CSystem"),
-    .target(name: "FlexTensor", swiftSettings: boardSettings),
+    .target(name: "CFlexMath", linkerSettings: [.linkedLibrary("m")]),
+    .target(name: "FlexTensor", dependencies: ["CFlexMath"], swiftSettings: boardSettings),
     .target(name: "FlexWire", dependencies: ["FlexTensor", "CZstd"], swiftSettings: boardSettings),
     .executableTarget(
         name: "flexmoe-edge", dependencies: ["FlexTensor", "FlexWire", "CSystem"],

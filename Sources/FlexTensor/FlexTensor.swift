@@ -1,1 +1,0 @@
-// FlexTensor: storage, shapes, dtypes, kernels and quantisation.
