@@ -22,8 +22,14 @@ var targets: [Target] = [
     .target(name: "CFlexMath", linkerSettings: [.linkedLibrary("m")]),
     .target(name: "FlexTensor", dependencies: ["CFlexMath"], swiftSettings: boardSettings),
     .target(name: "FlexWire", dependencies: ["FlexTensor", "CZstd"], swiftSettings: boardSettings),
+    .target(name: "FlexModel", dependencies: ["FlexTensor"], swiftSettings: boardSettings),
+    // gzip'd IDX files are read on the host only (zlib); the boards read raw files.
+    .target(
+        name: "FlexData",
+        dependencies: embedded ? ["FlexTensor", "CSystem"] : ["FlexTensor", "CSystem", "CZlib"],
+        swiftSettings: boardSettings),
     .executableTarget(
-        name: "flexmoe-edge", dependencies: ["FlexTensor", "FlexWire", "CSystem"],
+        name: "flexmoe-edge", dependencies: ["FlexTensor", "FlexWire", "FlexModel", "FlexData", "CSystem"],
         swiftSettings: boardSettings),
 ]
 var products: [Product] = [
@@ -41,8 +47,11 @@ if !embedded {
         .library(name: "FlexTensor", targets: ["FlexTensor"]),
         .library(name: "FlexWire", targets: ["FlexWire"]),
         .library(name: "FlexAssign", targets: ["FlexAssign"]),
+        .library(name: "FlexModel", targets: ["FlexModel"]),
+        .library(name: "FlexData", targets: ["FlexData"]),
     ]
     targets += [
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "FlexAssign"),
         .executableTarget(
             name: "flexmoe-server",
@@ -52,6 +61,8 @@ if !embedded {
             ]),
         .target(name: "FlexTestSupport", dependencies: ["FlexTensor", "FlexWire"]),
         .testTarget(name: "FlexAssignTests", dependencies: ["FlexAssign"]),
+        .testTarget(name: "FlexModelTests", dependencies: ["FlexModel", "FlexData", "FlexTensor", "FlexTestSupport"]),
+        .testTarget(name: "FlexDataTests", dependencies: ["FlexData", "FlexTensor", "FlexTestSupport"]),
         .testTarget(name: "FlexTensorTests", dependencies: ["FlexTensor", "FlexTestSupport"]),
         .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTensor", "FlexTestSupport"]),
     ]

@@ -16,6 +16,8 @@ let package = Package(
                 .product(name: "FlexTensor", package: "FlexMoE"),
                 .product(name: "FlexWire", package: "FlexMoE"),
                 .product(name: "FlexAssign", package: "FlexMoE"),
+                .product(name: "FlexModel", package: "FlexMoE"),
+                .product(name: "FlexData", package: "FlexMoE"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.unsafeFlags(["-Ounchecked", "-wmo"])]),

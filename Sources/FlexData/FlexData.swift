@@ -1,0 +1,2 @@
+/// FlexData: synthetic generator, loaders, partitioners, shard files.
+public enum FlexDataModule {}

@@ -1,0 +1,2 @@
+/// FlexModel: the MoE model, forward/backward, optimiser, fitness measurement (no I/O).
+public enum FlexModelModule {}
