@@ -1,0 +1,52 @@
+import FlexTensor
+
+/// fp32 working copy of one expert θ_e: relu(z·A1 + a1)·A2 + a2. Tensors in docs/FORMAT.md
+/// "Kinds" order: A1 (h × f), a1 (1 × f), A2 (f × K), a2 (1 × K).
+public final class ExpertParameters {
+    public let A1: Parameter
+    public let a1: Parameter
+    public let A2: Parameter
+    public let a2: Parameter
+    public let parameters: [Parameter]
+    /// Global expert id this slot currently holds (−1 when empty).
+    public internal(set) var expertId: Int = -1
+
+    public init(_ config: MoEConfig) {
+        A1 = Parameter(shape: Shape(rows: config.hidden, cols: config.expertHidden), decays: true)
+        a1 = Parameter(shape: Shape(vector: config.expertHidden), decays: false)
+        A2 = Parameter(shape: Shape(rows: config.expertHidden, cols: config.classes), decays: true)
+        a2 = Parameter(shape: Shape(vector: config.classes), decays: false)
+        parameters = [A1, a1, A2, a2]
+    }
+
+    public static func bytes(_ config: MoEConfig) -> Int {
+        config.expertShapes.reduce(0) { $0 + Parameter.bytes($1) }
+    }
+
+    /// He initialisation (a fresh expert of the global model).
+    public func initialise(random: inout FlexRandom) {
+        A1.initialiseHe(fanIn: A1.shape.rows, random: &random)
+        a1.value.fill(0)
+        A2.initialiseHe(fanIn: A2.shape.rows, random: &random)
+        a2.value.fill(0)
+        for p in parameters { p.markDownloaded() }
+    }
+}
+
+/// A client's own gate φ_c over all E experts: Wg (h × E), bg (1 × E) (gateWeights kind). It is
+/// never aggregated; the trainer copies the columns of the assigned experts in and out.
+public final class ClientGate {
+    public let Wg: Tensor<Float>
+    public let bg: Tensor<Float>
+
+    public init(_ config: MoEConfig) {
+        Wg = Tensor(zeros: Shape(rows: config.hidden, cols: config.experts))
+        bg = Tensor(zeros: Shape(vector: config.experts))
+    }
+
+    public func initialise(random: inout FlexRandom) {
+        let sigma = (2.0 / Double(Wg.shape.rows)).squareRoot()
+        for i in 0..<Wg.count { Wg[i] = Float(random.nextGaussian() * sigma) }
+        bg.fill(0)
+    }
+}

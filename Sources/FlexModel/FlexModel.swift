@@ -1,2 +1,0 @@
-/// FlexModel: the MoE model, forward/backward, optimiser, fitness measurement (no I/O).
-public enum FlexModelModule {}
