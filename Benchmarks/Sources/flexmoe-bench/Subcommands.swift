@@ -2,4 +2,5 @@ import ArgumentParser
 
 /// The list of benchmark subcommands; add one line per benchmark.
 let benchSubcommands: [any ParsableCommand.Type] = [
+    AssignBench.self,
 ]

@@ -1,2 +1,0 @@
-/// FlexAssign: fitness matrix, load bounds, assignment solvers, baselines and load metrics (host only, pure).
-public enum FlexAssignModule {}
