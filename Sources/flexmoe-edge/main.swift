@@ -1,2 +1,32 @@
 import CSystem
-csys_exit(0)
+
+/// flexmoe-edge: the FlexMoE device runtime. Embedded-clean: argv is parsed by hand.
+let usage = """
+    usage: flexmoe-edge <command> [options]
+
+    commands:
+      selftest     check quantisation, kernels and the zstd container on this machine
+      help         show this text
+
+    Run `flexmoe-edge selftest` after installing on a board: it prints `selftest ok` and exits 0.
+    """
+
+func main() -> Int32 {
+    let args = Console.arguments()
+    guard let command = args.first else {
+        Console.out(usage)
+        return 2
+    }
+    switch command {
+    case "selftest":
+        return SelfTest.run()
+    case "help", "--help", "-h":
+        Console.out(usage)
+        return 0
+    default:
+        Console.error("unknown command '\(command)'; try `flexmoe-edge --help`")
+        return 2
+    }
+}
+
+csys_exit(main())
