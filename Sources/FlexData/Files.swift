@@ -1,0 +1,30 @@
+import CSystem
+import FlexTensor
+
+/// Whole-file reads and atomic writes through CSystem (the only place FlexData touches the OS).
+enum Files {
+    static func lastError() -> String { String(cString: csys_last_error()) }
+
+    /// Reads a whole file into an owning byte tensor.
+    static func read(_ path: String) throws(DataError) -> Tensor<UInt8> {
+        let size = path.withCString { csys_file_size($0) }
+        if size < 0 { throw .io(file: path, message: lastError()) }
+        let bytes = Tensor<UInt8>(shape: Shape(vector: Int(size)), repeating: 0)
+        let got = path.withCString { p in
+            bytes.withUnsafeMutableBufferPointer { buf in csys_read_file(p, buf.baseAddress, buf.count) }
+        }
+        if got < 0 { throw .io(file: path, message: got == -2 ? "file grew while reading" : lastError()) }
+        if Int(got) != Int(size) { throw .io(file: path, message: "short read") }
+        return bytes
+    }
+
+    static func write(_ path: String, _ bytes: UnsafeRawBufferPointer) throws(DataError) {
+        let rc = path.withCString { csys_write_file_atomic($0, bytes.baseAddress, bytes.count) }
+        if rc != 0 { throw .io(file: path, message: lastError()) }
+    }
+}
+
+extension Tensor {
+    /// The tensor's bytes; valid only while the tensor lives (callers keep it alive around the use).
+    var rawBytes: UnsafeRawBufferPointer { withUnsafeBytes { $0 } }
+}

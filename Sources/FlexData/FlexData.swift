@@ -1,2 +1,0 @@
-/// FlexData: synthetic generator, loaders, partitioners, shard files.
-public enum FlexDataModule {}
