@@ -93,6 +93,18 @@ public enum Assigner {
             var bound: Double? = out.dualBound
             var proved = false
             var failure = "flex solver found no assignment within the bounds (least total violation \(out.residualViolation))"
+            if solver == .flex, let a = found, options.flex.polishNodes > 0,
+               inst.clients * inst.experts <= options.flex.polishCells {
+                let ex = ExactSolver(nodeLimit: options.flex.polishNodes, timeLimit: nil)
+                let res = ex.run(inst, lower: lower, upper: upper, multipliers: [out.multipliers],
+                                 incumbent: out.objective)
+                if let b = res.assignment, res.objective > objective {
+                    found = b; objective = res.objective
+                } else {
+                    found = a
+                }
+                if res.proved { bound = objective; proved = true }
+            }
             if solver == .exact {
                 let ex = ExactSolver(nodeLimit: options.exactNodeLimit,
                                      timeLimit: options.timeLimit.map { $0 - (clock.now - start) })

@@ -14,6 +14,11 @@ public struct FlexOptions: Sendable, Equatable {
     /// Optional wall-clock limit (the best feasible solution so far is returned when it expires;
     /// results are deterministic only when the limit is not hit).
     public var timeLimit: Duration? = nil
+    /// Small instances (clients × experts ≤ `polishCells`) are finished by the exact branch-and-bound,
+    /// seeded with the flex solution and multipliers and cut off after `polishNodes` nodes; it
+    /// can only improve the answer, and proves it optimal when it finishes. 0 disables it.
+    public var polishNodes = 50_000
+    public var polishCells = 600
     /// Seeds the order in which local search visits clients.
     public var seed: UInt64 = 0
 
@@ -450,7 +455,6 @@ struct FlexCore {
         let canPos = (0..<E).map { up[$0].isFinite }
         let canNeg = (0..<E).map { lo[$0] > 0 }
         var bestSel: [Int32]? = nil
-        var bestLoad: [Int] = []
         var bestObj = -Double.infinity
         var minViolation = Double.infinity
 
@@ -465,7 +469,7 @@ struct FlexCore {
                     s.stats.improvingMoves += s.improveMoves()
                 }
                 let obj = s.objective()
-                if obj > bestObj { bestObj = obj; bestSel = s.sel; bestLoad = s.load }
+                if obj > bestObj { bestObj = obj; bestSel = s.sel }
                 minViolation = 0
             } else {
                 minViolation = min(minViolation, s.totalViolation())
