@@ -122,10 +122,10 @@ public enum Kernels {
                 for p in 0..<k {
                     let b0 = b.load8(p, j), b1 = b.load8(p, j + 8)
                     let x0 = a0[p * aCol], x1 = a1[p * aCol], x2 = a2[p * aCol], x3 = a3[p * aCol]
-                    c00 += b0 * x0; c01 += b1 * x0
-                    c10 += b0 * x1; c11 += b1 * x1
-                    c20 += b0 * x2; c21 += b1 * x2
-                    c30 += b0 * x3; c31 += b1 * x3
+                    fma(&c00, b0, x0); fma(&c01, b1, x0)
+                    fma(&c10, b0, x1); fma(&c11, b1, x1)
+                    fma(&c20, b0, x2); fma(&c21, b1, x2)
+                    fma(&c30, b0, x3); fma(&c31, b1, x3)
                 }
                 store8(c00, c + i * ldc + j, accumulate); store8(c01, c + i * ldc + j + 8, accumulate)
                 if rows > 1 { store8(c10, c + (i + 1) * ldc + j, accumulate); store8(c11, c + (i + 1) * ldc + j + 8, accumulate) }
@@ -137,8 +137,8 @@ public enum Kernels {
                 var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
                 for p in 0..<k {
                     let b0 = b.load8(p, j)
-                    c0 += b0 * a0[p * aCol]; c1 += b0 * a1[p * aCol]
-                    c2 += b0 * a2[p * aCol]; c3 += b0 * a3[p * aCol]
+                    fma(&c0, b0, a0[p * aCol]); fma(&c1, b0, a1[p * aCol])
+                    fma(&c2, b0, a2[p * aCol]); fma(&c3, b0, a3[p * aCol])
                 }
                 store8(c0, c + i * ldc + j, accumulate)
                 if rows > 1 { store8(c1, c + (i + 1) * ldc + j, accumulate) }
@@ -146,14 +146,21 @@ public enum Kernels {
                 if rows > 3 { store8(c3, c + (i + 3) * ldc + j, accumulate) }
                 j += 8
             }
-            while j < n {
-                for r in 0..<rows {
-                    let ar = a0 + r * aRow
-                    var sum: Float = 0
-                    for p in 0..<k { sum += ar[p * aCol] * b.value(p, j) }
-                    c[(i + r) * ldc + j] = accumulate ? c[(i + r) * ldc + j] + sum : sum
+            if j < n {
+                // ragged edge (n % 8 columns): the same 4 x 8 tile with B's row gathered lane by lane
+                let rem = n - j
+                var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
+                for p in 0..<k {
+                    var b0 = SIMD8<Float>()
+                    for l in 0..<rem { b0[l] = b.value(p, j + l) }
+                    fma(&c0, b0, a0[p * aCol]); fma(&c1, b0, a1[p * aCol])
+                    fma(&c2, b0, a2[p * aCol]); fma(&c3, b0, a3[p * aCol])
                 }
-                j += 1
+                for r in 0..<rows {
+                    let v = r == 0 ? c0 : (r == 1 ? c1 : (r == 2 ? c2 : c3))
+                    let out = c + (i + r) * ldc + j
+                    for l in 0..<rem { out[l] = accumulate ? out[l] + v[l] : v[l] }
+                }
             }
             i += rows
         }
@@ -185,8 +192,8 @@ public enum Kernels {
                 while p < k8 {
                     let x0 = load8(ar0 + p), x1 = load8(ar1 + p)
                     let y0 = load8(br0 + p), y1 = load8(br1 + p), y2 = load8(br2 + p), y3 = load8(br3 + p)
-                    s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3
-                    s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3
+                    fma(&s00, x0, y0); fma(&s01, x0, y1); fma(&s02, x0, y2); fma(&s03, x0, y3)
+                    fma(&s10, x1, y0); fma(&s11, x1, y1); fma(&s12, x1, y2); fma(&s13, x1, y3)
                     p += 8
                 }
                 finish(s00, ar0, br0, c + i * ldc + j); finish(s01, ar0, br1, c + i * ldc + j + 1)
@@ -210,6 +217,25 @@ public enum Kernels {
             }
             i += rows
         }
+    }
+
+    /// acc += b * x, fused where the target has FMA (aarch64 always; x86 when built with
+    /// `-Xswiftc -DFLEX_FMA` together with a target CPU that has FMA, e.g. `-target-cpu x86-64-v3`;
+    /// without hardware FMA a fused multiply-add would be a slow library call).
+    @inlinable @inline(__always) static func fma(_ acc: inout SIMD8<Float>, _ b: SIMD8<Float>, _ x: Float) {
+        #if arch(arm64) || FLEX_FMA
+        acc = acc.addingProduct(b, SIMD8<Float>(repeating: x))
+        #else
+        acc += b * x
+        #endif
+    }
+
+    @inlinable @inline(__always) static func fma(_ acc: inout SIMD8<Float>, _ a: SIMD8<Float>, _ b: SIMD8<Float>) {
+        #if arch(arm64) || FLEX_FMA
+        acc = acc.addingProduct(a, b)
+        #else
+        acc += a * b
+        #endif
     }
 
     @inlinable @inline(__always) static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {

@@ -3,4 +3,5 @@ import ArgumentParser
 /// The list of benchmark subcommands; add one line per benchmark.
 let benchSubcommands: [any ParsableCommand.Type] = [
     AssignBench.self,
+    TrainBench.self,
 ]
