@@ -89,8 +89,7 @@ public enum Quantizer {
         let rows = matrix.shape.rows, cols = matrix.shape.cols
         switch matrix.dtype {
         case .fp32:
-            _ = UnsafeMutableRawBufferPointer(out).initializeMemory(
-                as: UInt8.self, from: UnsafeRawBufferPointer(rebasing: matrix.bytes[0..<(rows * cols * 4)]))
+            UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: matrix.bytes.baseAddress!, byteCount: rows * cols * 4)
         case .fp16:
             for i in 0..<(rows * cols) {
                 out[i] = Half.float(fromBits: matrix.bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))

@@ -4,4 +4,6 @@ import ArgumentParser
 let benchSubcommands: [any ParsableCommand.Type] = [
     AssignBench.self,
     TrainBench.self,
+    QuantBench.self,
+    ZstdBench.self,
 ]
