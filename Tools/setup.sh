@@ -6,9 +6,12 @@ set -euo pipefail
 cross=0
 [ "${1:-}" = "--cross" ] && cross=1
 
+arch=$(dpkg --print-architecture)
+# Installed? (libraries are checked for one architecture: amd64 and arm64 -dev packages coexist)
+installed() { dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed; }
 need=()
-for pkg in libzstd-dev zlib1g-dev zstd pkg-config python3; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+for pkg in "libzstd-dev:$arch" "zlib1g-dev:$arch" zstd pkg-config python3; do
+  installed "$pkg" || need+=("$pkg")
 done
 if [ "$cross" = 1 ]; then
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
@@ -16,7 +19,7 @@ if [ "$cross" = 1 ]; then
     need+=("__update__")
   fi
   for pkg in gcc-aarch64-linux-gnu qemu-user libzstd-dev:arm64; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    installed "$pkg" || need+=("$pkg")
   done
 fi
 pkgs=()
