@@ -18,7 +18,7 @@ var targets: [Target] = [
     .systemLibrary(
         name: "CZstd", pkgConfig: "libzstd",
         providers: [.apt(["libzstd-dev"])]),
-    .target(name: "CSystem"),
+    .target(name: "CFlexSystem"),
     .target(name: "CFlexMath", linkerSettings: [.linkedLibrary("m")]),
     .target(name: "FlexTensor", dependencies: ["CFlexMath"], swiftSettings: boardSettings),
     .target(name: "FlexWire", dependencies: ["FlexTensor", "CZstd"], swiftSettings: boardSettings),
@@ -26,10 +26,13 @@ var targets: [Target] = [
     // gzip'd IDX files are read on the host only (zlib); the boards read raw files.
     .target(
         name: "FlexData",
-        dependencies: embedded ? ["FlexTensor", "CSystem"] : ["FlexTensor", "CSystem", "CZlib"],
+        dependencies: embedded ? ["FlexTensor", "CFlexSystem"] : ["FlexTensor", "CFlexSystem", "CZlib"],
+        swiftSettings: boardSettings),
+    .target(
+        name: "FlexEdge", dependencies: ["FlexTensor", "FlexWire", "FlexModel", "FlexData", "CFlexSystem"],
         swiftSettings: boardSettings),
     .executableTarget(
-        name: "flexmoe-edge", dependencies: ["FlexTensor", "FlexWire", "FlexModel", "FlexData", "CSystem"],
+        name: "flexmoe-edge", dependencies: ["FlexEdge", "FlexTensor", "FlexWire", "FlexModel", "FlexData", "CFlexSystem"],
         swiftSettings: boardSettings),
 ]
 var products: [Product] = [
@@ -49,6 +52,7 @@ if !embedded {
         .library(name: "FlexAssign", targets: ["FlexAssign"]),
         .library(name: "FlexModel", targets: ["FlexModel"]),
         .library(name: "FlexData", targets: ["FlexData"]),
+        .library(name: "FlexEdge", targets: ["FlexEdge"]),
     ]
     targets += [
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -62,6 +66,7 @@ if !embedded {
         .target(name: "FlexTestSupport", dependencies: ["FlexTensor", "FlexWire"]),
         .testTarget(name: "FlexAssignTests", dependencies: ["FlexAssign"]),
         .testTarget(name: "FlexModelTests", dependencies: ["FlexModel", "FlexData", "FlexTensor", "FlexTestSupport"]),
+        .testTarget(name: "FlexEdgeTests", dependencies: ["FlexEdge", "FlexWire", "FlexTensor", "FlexTestSupport"]),
         .testTarget(name: "FlexDataTests", dependencies: ["FlexData", "FlexTensor", "FlexTestSupport"]),
         .testTarget(name: "FlexTensorTests", dependencies: ["FlexTensor", "FlexTestSupport"]),
         .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTensor", "FlexTestSupport"]),

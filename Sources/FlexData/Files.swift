@@ -1,7 +1,7 @@
-import CSystem
+import CFlexSystem
 import FlexTensor
 
-/// Whole-file reads and atomic writes through CSystem (the only place FlexData touches the OS).
+/// Whole-file reads and atomic writes through CFlexSystem (the only place FlexData touches the OS).
 enum Files {
     static func lastError() -> String { String(cString: csys_last_error()) }
 

@@ -1,4 +1,4 @@
-import CSystem
+import CFlexSystem
 
 /// Output for the edge binary: stdout for results, stderr for errors (Embedded has no FileHandle).
 enum Console {

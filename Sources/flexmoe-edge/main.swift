@@ -1,4 +1,4 @@
-import CSystem
+import CFlexSystem
 
 /// flexmoe-edge: the FlexMoE device runtime. Embedded-clean: argv is parsed by hand.
 let usage = """

@@ -1,4 +1,4 @@
-// CSystem: the few POSIX/glibc calls the board-side executables need, with names that are
+// CFlexSystem: the few POSIX/glibc calls the board-side executables need, with names that are
 // safe to import into both host Swift and Embedded Swift (no macros, no mutable globals).
 #ifndef FLEXMOE_CSYSTEM_H
 #define FLEXMOE_CSYSTEM_H
@@ -36,5 +36,20 @@ const char *csys_last_error(void);
 /// -1 when unavailable.
 long long csys_peak_rss_bytes(void);
 long long csys_current_rss_bytes(void);
+
+/// Sleep for a number of milliseconds (returns early on a signal).
+void csys_sleep_ms(int ms);
+
+/// SIGTERM/SIGINT set a flag instead of killing the process, so the agent finishes cleanly;
+/// SIGPIPE is ignored (a closed socket is an error return, not a death).
+void csys_install_stop_handlers(void);
+int csys_stop_requested(void);
+
+/// TCP client sockets with timeouts. Return values: >= 0 success (fd or byte count), -1 error
+/// (see csys_last_error), -2 timeout. csys_tcp_recv returns 0 at end of stream.
+int csys_tcp_connect(const char *host, int port, int timeout_ms);
+long long csys_tcp_send_all(int fd, const void *bytes, size_t count, int timeout_ms);
+long long csys_tcp_recv(int fd, void *buffer, size_t capacity, int timeout_ms);
+void csys_close(int fd);
 
 #endif

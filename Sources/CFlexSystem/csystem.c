@@ -1,6 +1,12 @@
 #define _GNU_SOURCE
 #include "csystem.h"
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,3 +131,105 @@ static long long status_field_kib(const char *field) {
 
 long long csys_peak_rss_bytes(void) { return status_field_kib("VmHWM"); }
 long long csys_current_rss_bytes(void) { return status_field_kib("VmRSS"); }
+
+void csys_sleep_ms(int ms) {
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static volatile sig_atomic_t stop_flag;
+static void on_stop(int sig) { (void)sig; stop_flag = 1; }
+
+void csys_install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int csys_stop_requested(void) { return stop_flag != 0; }
+
+/* Waits until fd is ready for `events`; 1 ready, -2 timeout, -1 error. */
+static int wait_fd(int fd, short events, int timeout_ms) {
+    struct pollfd p = { fd, events, 0 };
+    for (;;) {
+        int r = poll(&p, 1, timeout_ms);
+        if (r > 0) return 1;
+        if (r == 0) return -2;
+        if (errno != EINTR) { last_errno = errno; return -1; }
+    }
+}
+
+int csys_tcp_connect(const char *host, int port, int timeout_ms) {
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int gai = getaddrinfo(host, service, &hints, &res);
+    if (gai != 0) { last_errno = EHOSTUNREACH; return -1; }
+    int result = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) { last_errno = errno; continue; }
+        int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+        if (r != 0 && errno == EINPROGRESS) {
+            r = wait_fd(fd, POLLOUT, timeout_ms);
+            if (r == 1) {
+                int err = 0; socklen_t len = sizeof err;
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                if (err == 0) r = 0; else { last_errno = err; r = -1; }
+            }
+        } else if (r != 0) {
+            last_errno = errno;
+        }
+        if (r == 0) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            result = fd;
+            break;
+        }
+        close(fd);
+        result = r == -2 ? -2 : -1;
+    }
+    freeaddrinfo(res);
+    return result;
+}
+
+long long csys_tcp_send_all(int fd, const void *bytes, size_t count, int timeout_ms) {
+    size_t done = 0;
+    while (done < count) {
+        ssize_t n = send(fd, (const char *)bytes + done, count - done, MSG_NOSIGNAL);
+        if (n > 0) { done += (size_t)n; continue; }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int w = wait_fd(fd, POLLOUT, timeout_ms);
+            if (w != 1) return w;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        last_errno = errno;
+        return -1;
+    }
+    return (long long)done;
+}
+
+long long csys_tcp_recv(int fd, void *buffer, size_t capacity, int timeout_ms) {
+    for (;;) {
+        ssize_t n = recv(fd, buffer, capacity, 0);
+        if (n >= 0) return (long long)n;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int w = wait_fd(fd, POLLIN, timeout_ms);
+            if (w != 1) return w;
+            continue;
+        }
+        if (errno == EINTR) continue;
+        last_errno = errno;
+        return -1;
+    }
+}
+
+void csys_close(int fd) { if (fd >= 0) close(fd); }

@@ -1,0 +1,30 @@
+/// Errors of the edge runtime; each message says what was wrong and what to do.
+public enum EdgeError: Error {
+    case outOfMemory(Int)
+    case budgetExceeded(component: String, needed: Int, available: Int)
+    case budgetTooSmall(needed: Int, given: Int)
+    case usage(String)
+    case network(String)
+    case timeout(String)
+    case http(status: Int, message: String)
+    case protocolViolation(String)
+    case data(String)
+    case stopped
+
+    public var message: String {
+        switch self {
+        case .outOfMemory(let n): return "cannot allocate \(n) bytes for the arena"
+        case .budgetExceeded(let c, let needed, let available):
+            return "memory plan exceeded: \(c) needs \(needed) bytes, \(available) left in the arena"
+        case .budgetTooSmall(let needed, let given):
+            return "--memory-budget of \(given) bytes cannot hold the minimum configuration (k_c = 1, batch 1), which needs \(needed) bytes; give at least that"
+        case .usage(let what): return what
+        case .network(let what): return "network: \(what)"
+        case .timeout(let what): return "timed out: \(what)"
+        case .http(let status, let message): return "server answered \(status): \(message)"
+        case .protocolViolation(let what): return "protocol: \(what)"
+        case .data(let what): return "data: \(what)"
+        case .stopped: return "stopped by signal"
+        }
+    }
+}
