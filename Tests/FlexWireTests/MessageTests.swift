@@ -1,0 +1,63 @@
+import FlexWire
+import Testing
+
+@Suite("protocol messages")
+struct MessageTests {
+    @Test("small messages round-trip and parse typed fields")
+    func roundTrip() throws {
+        var m = SmallMessage()
+        m.set("client_id", 7)
+        m.set("assigned", list: [1, 5])
+        m.set("fitness", "0.71,5e-1")
+        m.set("board", "pi-zero-2w")
+        let parsed = try SmallMessage.parse(m.encoded())
+        #expect(parsed == m)
+        #expect(try parsed.int("client_id", in: 0...100) == 7)
+        #expect(try parsed.intList("assigned") == [1, 5])
+        #expect(try parsed.realList("fitness") == [0.71, 0.5])
+        #expect(try parsed.string("board") == "pi-zero-2w")
+    }
+
+    @Test("malformed small messages are rejected with the line or key")
+    func malformed() {
+        #expect(throws: MessageError.malformedLine(2)) { try SmallMessage.parse(Array("a=1\nno equals\n".utf8)) }
+        #expect(throws: MessageError.malformedLine(1)) { try SmallMessage.parse(Array("Key=1\n".utf8)) }
+        #expect(throws: MessageError.malformedLine(1)) { try SmallMessage.parse(Array("=1\n".utf8)) }
+        #expect(throws: MessageError.duplicateKey("a")) { try SmallMessage.parse(Array("a=1\na=2\n".utf8)) }
+        #expect(throws: MessageError.malformedLine(1)) { try SmallMessage.parse([0x61, 0x3D, 0x00]) }
+        let m = try? SmallMessage.parse(Array("n=12x\nr=nan\nl=1,,2\nbig=99999999999999999999\n".utf8))
+        #expect(throws: MessageError.badValue("n", "12x")) { try m!.int("n", in: 0...100) }
+        #expect(throws: MessageError.badValue("r", "nan")) { try m!.real("r") }
+        #expect(throws: MessageError.badValue("l", "1,,2")) { try m!.intList("l") }
+        #expect(throws: MessageError.badValue("big", "99999999999999999999")) { try m!.int("big", in: 0...Int.max) }
+        #expect(throws: MessageError.missing("zzz")) { try m!.string("zzz") }
+        #expect(throws: MessageError.badValue("n", "12x")) { try m!.real("n") }
+    }
+
+    @Test("numbers parse like the protocol says", arguments: [
+        ("0", 0.0), ("-1.5", -1.5), ("1e3", 1000.0), ("2.5E-2", 0.025), ("+4", 4.0), (".5", 0.5),
+    ])
+    func reals(text: String, value: Double) {
+        #expect(abs((SmallMessage.parseReal(text) ?? .nan) - value) < 1e-12)
+    }
+
+    @Test("report frames round-trip; every truncation and a trailing byte are rejected")
+    func reportFrame() throws {
+        var fields = SmallMessage()
+        fields.set("client_id", 3)
+        let containers: [[UInt8]] = [[1, 2, 3], Array(repeating: 9, count: 40)]
+        let body = ReportFrame.encode(fields: fields, containers: containers)
+        let (parsed, ranges) = try body.withUnsafeBytes { try ReportFrame.parse($0) }
+        #expect(parsed == fields)
+        #expect(ranges.map { Array(body[$0]) } == containers)
+        for length in 0..<body.count {
+            let cut = Array(body[0..<length])
+            #expect(throws: MessageError.self) { _ = try cut.withUnsafeBytes { try ReportFrame.parse($0) } }
+        }
+        let longer = body + [0]
+        #expect(throws: MessageError.self) { _ = try longer.withUnsafeBytes { try ReportFrame.parse($0) } }
+        var badMagic = body
+        badMagic[0] = 0
+        #expect(throws: MessageError.badReport("bad magic")) { _ = try badMagic.withUnsafeBytes { try ReportFrame.parse($0) } }
+    }
+}
