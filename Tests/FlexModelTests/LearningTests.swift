@@ -118,3 +118,11 @@ struct LearningTests {
         for e in r2.experts where e.usage > 0 { #expect(abs(e.fitness - FlexMath.exp(-e.meanLoss)) < 1e-5) }
     }
 }
+
+@Test("model self-check (used by the edge self-test): both models' losses fall")
+func modelSelfCheck() {
+    let r = ModelSelfCheck.run()
+    print("self-check: mlp \(r.mlp.0) → \(r.mlp.1), conv \(r.conv.0) → \(r.conv.1)")
+    #expect(r.mlp.1 < 0.8 * r.mlp.0)
+    #expect(r.conv.1 < 0.9 * r.conv.0)
+}
