@@ -1,7 +1,8 @@
+import FlexTensor
+
 /// Errors of the edge runtime; each message says what was wrong and what to do.
 public enum EdgeError: Error {
-    case outOfMemory(Int)
-    case budgetExceeded(component: String, needed: Int, available: Int)
+    case arena(ArenaError)
     case budgetTooSmall(needed: Int, given: Int)
     case usage(String)
     case network(String)
@@ -13,9 +14,7 @@ public enum EdgeError: Error {
 
     public var message: String {
         switch self {
-        case .outOfMemory(let n): return "cannot allocate \(n) bytes for the arena"
-        case .budgetExceeded(let c, let needed, let available):
-            return "memory plan exceeded: \(c) needs \(needed) bytes, \(available) left in the arena"
+        case .arena(let e): return e.message
         case .budgetTooSmall(let needed, let given):
             return "--memory-budget of \(given) bytes cannot hold the minimum configuration (k_c = 1, batch 1), which needs \(needed) bytes; give at least that"
         case .usage(let what): return what

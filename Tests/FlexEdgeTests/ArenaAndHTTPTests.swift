@@ -1,11 +1,12 @@
 @testable import FlexEdge
+import FlexTensor
 import Testing
 
 @Suite("arena and HTTP client parsing")
 struct ArenaAndHTTPTests {
     @Test("the arena books every carve, aligns it, and refuses to overflow")
     func arena() throws {
-        var arena = try Arena(capacity: 4096)
+        let arena = try Arena(capacity: 4096)
         let a = try arena.allocate(Float.self, count: 10, component: "extractor")
         let b = try arena.allocate(UInt8.self, count: 100, component: "cache")
         _ = try arena.allocate(Float.self, count: 1, component: "extractor")
@@ -17,7 +18,7 @@ struct ArenaAndHTTPTests {
         _ = try arena.allocate(UInt8.self, count: 1000, component: "scratch")
         arena.release(to: mark)
         #expect(arena.used == 256 && arena.peak == 256 + 1024)
-        #expect(throws: EdgeError.self) { _ = try arena.allocate(UInt8.self, count: 5000, component: "too big") }
+        #expect(throws: ArenaError.self) { _ = try arena.allocate(UInt8.self, count: 5000, component: "too big") }
     }
 
     @Test("server URLs parse, bad ones are usage errors")

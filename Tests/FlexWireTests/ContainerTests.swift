@@ -217,3 +217,21 @@ final class ContainerTests {
         }
     }
 }
+
+@Suite("zstd contexts in an arena")
+struct StaticZstdTests {
+    @Test("static compressor and decompressor round-trip a container's worth of data")
+    func staticContexts() throws {
+        let input = (0..<40_000).map { UInt8(truncatingIfNeeded: ($0 * 7919) >> 5) }
+        let arena = try Arena(capacity: ZstdCompressor.workspaceBytes(level: 3, maxInput: input.count)
+                                  + ZstdDecompressor.workspaceBytes + 4 * Arena.alignment)
+        let compressor = try ZstdCompressor(level: 3, maxInput: input.count, arena: arena)
+        let decompressor = try ZstdDecompressor(arena: arena)
+        #expect(arena.ledger.map(\.component) == ["zstd"])
+        var frame = [UInt8](repeating: 0, count: ZstdCompressor.bound(input.count))
+        let n = try input.withUnsafeBytes { i in try frame.withUnsafeMutableBytes { try compressor.compress(i, into: $0) } }
+        var out = [UInt8](repeating: 0, count: input.count)
+        try frame[0..<n].withUnsafeBytes { f in try out.withUnsafeMutableBytes { try decompressor.decompress(f, into: $0) } }
+        #expect(out == input)
+    }
+}
