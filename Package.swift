@@ -43,6 +43,8 @@ var dependencies: [Package.Dependency] = []
 if !embedded {
     dependencies += [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ]
     products += [
         .executable(name: "flexmoe-server", targets: ["flexmoe-server"]),
@@ -52,6 +54,7 @@ if !embedded {
         .library(name: "FlexAssign", targets: ["FlexAssign"]),
         .library(name: "FlexModel", targets: ["FlexModel"]),
         .library(name: "FlexData", targets: ["FlexData"]),
+        .library(name: "FlexServer", targets: ["FlexServer"]),
         .library(name: "FlexEdge", targets: ["FlexEdge"]),
     ]
     targets += [
@@ -60,9 +63,20 @@ if !embedded {
         .executableTarget(
             name: "flexmoe-server",
             dependencies: [
-                "FlexAssign", "FlexTensor", "FlexWire",
+                "FlexAssign", "FlexTensor", "FlexWire", "FlexServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .target(
+            name: "FlexServer",
+            dependencies: [
+                "FlexAssign", "FlexTensor", "FlexWire", "FlexModel", "FlexData",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(name: "FlexServerTests", dependencies: ["FlexServer", "FlexWire", "FlexTensor", "FlexAssign"]),
         .target(name: "FlexTestSupport", dependencies: ["FlexTensor", "FlexWire"]),
         .testTarget(name: "FlexAssignTests", dependencies: ["FlexAssign"]),
         .testTarget(name: "FlexModelTests", dependencies: ["FlexModel", "FlexData", "FlexTensor", "FlexTestSupport"]),

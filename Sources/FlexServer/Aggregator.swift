@@ -1,0 +1,164 @@
+import FlexModel
+import FlexTensor
+import FlexWire
+
+/// A report checked against the model and the round: fields parsed, containers decoded to fp32,
+/// shapes, kinds, versions and finiteness verified. Produced by `ReportValidator`, consumed by
+/// `StreamingAggregator.fold`; it lives only while one report is being folded.
+public struct ValidatedReport: Sendable {
+    public var clientId: Int
+    public var samples: Int
+    public var loss: Double
+    public var accuracy: Double
+    public var testAccuracy: Double?
+    public var experts: [Int]
+    public var usage: [Int]
+    public var fitness: [Double]
+    public var extractorDelta: [Float]
+    public var expertDeltas: [[Float]]
+}
+
+/// Parses and checks a report body (docs/PROTOCOL.md `POST /v1/rounds/N/report`).
+public enum ReportValidator {
+    /// Splits the body and parses the fields (framing and fields: 400; an oversized message: 413).
+    public static func fields(_ body: UnsafeRawBufferPointer) throws(ProtocolError) -> (fields: SmallMessage, containers: [Range<Int>]) {
+        do { return try ReportFrame.parse(body) } catch { throw ProtocolError(error) }
+    }
+
+    /// Checks the fields and decodes the containers. `versions` gives the version each part must be
+    /// against (nil: any version is accepted, as the offline `aggregate` command does);
+    /// `assigned` the experts the client may report (nil: any).
+    public static func validate(
+        _ body: UnsafeRawBufferPointer, fields f: SmallMessage, containers: [Range<Int>], model: MoEConfig,
+        extractorVersion: UInt64?, expertVersions: [UInt64]?, assigned: [Int]?,
+        decompressor: borrowing ZstdDecompressor
+    ) throws(ProtocolError) -> ValidatedReport {
+        let clientId: Int, samples: Int, loss: Double, accuracy: Double, experts: [Int], usage: [Int], fitness: [Double]
+        var testAccuracy: Double? = nil
+        do throws(MessageError) {
+            clientId = try f.int("client_id", in: 0...Int(Int32.max))
+            samples = try f.int("samples", in: 0...1_000_000_000)
+            loss = try f.real("loss")
+            accuracy = try f.real("accuracy")
+            if f["test_accuracy"] != nil { testAccuracy = try f.real("test_accuracy") }
+            experts = try f.intList("experts")
+            usage = try f.intList("usage")
+            fitness = try f.realList("fitness")
+        } catch { throw ProtocolError(error) }
+        if usage.count != experts.count || fitness.count != experts.count {
+            throw .badRequest("experts, usage and fitness must have the same length")
+        }
+        if Set(experts).count != experts.count { throw .badRequest("an expert is listed twice") }
+        for u in usage where u < 0 || u > 1_000_000_000 { throw .badRequest("usage out of range") }
+        for e in experts where e < 0 || e >= model.experts { throw .notFound("expert \(e) out of range") }
+        if let a = assigned {
+            for e in experts where !a.contains(e) { throw .notAssigned("expert \(e) is not assigned to client \(clientId)") }
+        }
+        if containers.count != 1 + experts.count {
+            throw .badRequest("\(containers.count) containers, expected 1 + \(experts.count)")
+        }
+        // Containers: the extractor delta, then one delta per listed expert (any order).
+        var extractorDelta: [Float]? = nil
+        var expertDeltas = [[Float]?](repeating: nil, count: experts.count)
+        for r in containers {
+            let bytes = UnsafeRawBufferPointer(rebasing: body[r])
+            let header: ContainerHeader
+            do { header = try Container.parseHeader(bytes) } catch { throw .invalidUpdate(error.message) }
+            switch header.kind {
+            case .extractorDelta:
+                if extractorDelta != nil { throw .invalidUpdate("two extractor deltas") }
+                if let v = extractorVersion, header.modelVersion != v {
+                    throw .staleVersion("the extractor is at version \(v), the update is against version \(header.modelVersion)")
+                }
+                extractorDelta = try GlobalModel.decode(bytes, shapes: GlobalModel.extractorShapes(model),
+                                                        kinds: [.extractorDelta], decompressor: decompressor).values
+            case .expertDelta:
+                let e = Int(header.expertId ?? 0)
+                guard let slot = experts.firstIndex(of: e) else { throw .invalidUpdate("a delta for expert \(e), which the fields do not list") }
+                if expertDeltas[slot] != nil { throw .invalidUpdate("two deltas for expert \(e)") }
+                if let vs = expertVersions, header.modelVersion != vs[e] {
+                    throw .staleVersion("expert \(e) is at version \(vs[e]), the update is against version \(header.modelVersion)")
+                }
+                expertDeltas[slot] = try GlobalModel.decode(bytes, shapes: model.expertShapes, kinds: [.expertDelta],
+                                                            decompressor: decompressor).values
+            default:
+                throw .invalidUpdate("container kind \(header.kind) in a report (deltas only)")
+            }
+        }
+        guard let x = extractorDelta else { throw .invalidUpdate("no extractor delta") }
+        return ValidatedReport(clientId: clientId, samples: samples, loss: loss, accuracy: accuracy,
+                               testAccuracy: testAccuracy, experts: experts, usage: usage, fitness: fitness,
+                               extractorDelta: x, expertDeltas: expertDeltas.map { $0! })
+    }
+}
+
+/// Running weighted sums of the deltas of one round, per expert and for the extractor: memory is
+/// O(model size) whatever the number of clients (DESIGN.md §6). The live server and the
+/// `aggregate` command both use it.
+public struct StreamingAggregator: Sendable {
+    public let config: MoEConfig
+    /// Clip each delta (extractor, each expert) to this L2 norm; 0 = off.
+    public var clipNorm: Double
+    private var extractorSum: [Double]
+    private var extractorWeight = 0.0
+    private var expertSum: [[Double]]
+    public private(set) var expertWeight: [Double]
+    public private(set) var reports = 0
+    public private(set) var clipped = 0
+
+    public init(config: MoEConfig, clipNorm: Double = 0) {
+        self.config = config
+        self.clipNorm = clipNorm
+        extractorSum = [Double](repeating: 0, count: config.inputDim * config.hidden + config.hidden)
+        expertSum = [[Double]](repeating: [], count: config.experts)  // allocated on first use
+        expertWeight = [Double](repeating: 0, count: config.experts)
+    }
+
+    private mutating func scale(_ delta: [Float]) -> Double {
+        guard clipNorm > 0 else { return 1 }
+        var s = 0.0
+        for x in delta { s += Double(x) * Double(x) }
+        let n = s.squareRoot()
+        if n > clipNorm { clipped += 1; return clipNorm / n }
+        return 1
+    }
+
+    /// Adds one validated report: the extractor with `extractorWeight` (|D_c|), expert slot i with
+    /// `expertWeights[i]` (u[c][e] or |D_c|).
+    public mutating func fold(_ r: ValidatedReport, extractorWeight wx: Double, expertWeights: [Double]) {
+        reports += 1
+        if wx > 0 {
+            let k = wx * scale(r.extractorDelta)
+            for i in 0..<extractorSum.count { extractorSum[i] += k * Double(r.extractorDelta[i]) }
+            extractorWeight += wx
+        }
+        for (slot, e) in r.experts.enumerated() where expertWeights[slot] > 0 {
+            let w = expertWeights[slot]
+            let k = w * scale(r.expertDeltas[slot])
+            if expertSum[e].isEmpty { expertSum[e] = [Double](repeating: 0, count: config.expertParameterCount) }
+            let d = r.expertDeltas[slot]
+            expertSum[e].withUnsafeMutableBufferPointer { s in
+                for i in 0..<s.count { s[i] += k * Double(d[i]) }
+            }
+            expertWeight[e] += w
+        }
+    }
+
+    /// Applies the weighted means to `model`; parts that changed get version `round`. An expert
+    /// nobody trained stays as it was. Returns the experts that changed.
+    @discardableResult
+    public func apply(to model: inout GlobalModel, round: UInt64) -> (extractor: Bool, experts: [Int]) {
+        var changed: [Int] = []
+        if extractorWeight > 0 {
+            for i in 0..<model.extractor.count { model.extractor[i] += Float(extractorSum[i] / extractorWeight) }
+            model.extractorVersion = round
+        }
+        for e in 0..<config.experts where expertWeight[e] > 0 {
+            let w = expertWeight[e]
+            for i in 0..<model.experts[e].count { model.experts[e][i] += Float(expertSum[e][i] / w) }
+            model.expertVersions[e] = round
+            changed.append(e)
+        }
+        return (extractorWeight > 0, changed)
+    }
+}

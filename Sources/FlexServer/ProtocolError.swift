@@ -1,0 +1,72 @@
+import FlexWire
+
+/// A protocol error: an HTTP status, the `error=` code of docs/PROTOCOL.md and a message.
+public enum ProtocolError: Error, Equatable, Sendable {
+    case badRequest(String)
+    case unauthorized(String)
+    case forbidden(String)
+    case notFound(String)
+    case methodNotAllowed(String)
+    case staleVersion(String)
+    case duplicate(String)
+    case notAssigned(String)
+    case roundClosed(String)
+    case tooLarge(String)
+    case invalidUpdate(String)
+    case notReady(String)
+
+    public var status: Int {
+        switch self {
+        case .badRequest: 400
+        case .unauthorized: 401
+        case .forbidden: 403
+        case .notFound: 404
+        case .methodNotAllowed: 405
+        case .staleVersion, .duplicate, .notAssigned, .roundClosed: 409
+        case .tooLarge: 413
+        case .invalidUpdate: 422
+        case .notReady: 503
+        }
+    }
+
+    public var code: String {
+        switch self {
+        case .badRequest: "bad_request"
+        case .unauthorized: "unauthorized"
+        case .forbidden: "forbidden"
+        case .notFound: "not_found"
+        case .methodNotAllowed: "method_not_allowed"
+        case .staleVersion: "stale_version"
+        case .duplicate: "duplicate"
+        case .notAssigned: "not_assigned"
+        case .roundClosed: "round_closed"
+        case .tooLarge: "too_large"
+        case .invalidUpdate: "invalid_update"
+        case .notReady: "not_ready"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .badRequest(let m), .unauthorized(let m), .forbidden(let m), .notFound(let m),
+             .methodNotAllowed(let m), .staleVersion(let m), .duplicate(let m), .notAssigned(let m),
+             .roundClosed(let m), .tooLarge(let m), .invalidUpdate(let m), .notReady(let m):
+            return m
+        }
+    }
+
+    public var body: [UInt8] {
+        var m = SmallMessage()
+        m.set("error", code)
+        m.set("message", String(message.unicodeScalars.map { $0.value >= 0x20 && $0.value <= 0x7E ? Character($0) : " " }))
+        return m.encoded()
+    }
+
+    /// Maps a FlexWire message error to a 400 (or 413 for an oversized message).
+    public init(_ e: MessageError) {
+        switch e {
+        case .tooLarge: self = .tooLarge(e.message)
+        default: self = .badRequest(e.message)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import FlexServer
+import Foundation
+import Logging
+
+/// `flexmoe-server serve --config FILE`: runs the rounds for real devices (docs/PROTOCOL.md).
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the FlexMoE round server (HTTP, docs/PROTOCOL.md).")
+
+    @Option(help: "Server config (JSON; keys and defaults in docs/SERVER.md).")
+    var config: String
+
+    @Option(help: "Override the config's port (0: an ephemeral port, written to STATE_DIR/server.port).")
+    var port: Int?
+
+    @Option(help: "Override the config's state directory.")
+    var stateDir: String?
+
+    func run() throws {
+        var c: ServerConfig
+        do { c = try ServerConfig.load(path: config) } catch {
+            FileHandle.standardError.write(Data("flexmoe-server serve: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        if let p = port { c.port = p }
+        if let d = stateDir { c.stateDir = d }
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "flexmoe.server")
+        logger.logLevel = .info
+        let coordinator = try Coordinator(config: c, logger: logger)
+        let server = try FlexHTTPServer(coordinator: coordinator, host: c.listenHost, port: c.port)
+        try StateStore(dir: c.stateDir, keep: c.keepCheckpoints).writePort(server.port)
+        logger.info("listening", metadata: ["host": "\(c.listenHost)", "port": "\(server.port)", "state_dir": "\(c.stateDir)"])
+        try server.wait()
+    }
+}
+
+/// `flexmoe-server enroll NAME`: issues a device token (printed once; only its SHA-256 is stored).
+struct EnrollCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll", abstract: "Issue a device token; prints it once, stores only its SHA-256.")
+
+    @Argument(help: "Device name ([A-Za-z0-9._-], at most 64 characters).")
+    var name: String
+
+    @Option(help: "Token file (default: flexmoe-state/tokens, the default config's).")
+    var tokens: String = "flexmoe-state/tokens"
+
+    func run() throws {
+        do {
+            print(try TokenFile.enroll(name: name, path: tokens))
+        } catch {
+            FileHandle.standardError.write(Data("flexmoe-server enroll: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// `flexmoe-server aggregate --base CHECKPOINT --updates DIR --out NEW`: the live server's
+/// validation and streaming aggregation, offline.
+struct AggregateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "aggregate", abstract: "Aggregate update reports/containers into a new checkpoint (same code as the server).")
+
+    @Option(help: "Base checkpoint (.fxck, as the server writes in its state directory).")
+    var base: String
+    @Option(help: "Directory of updates: report bodies (FXRP) and/or bare delta containers (FXMW, weight 1).")
+    var updates: String
+    @Option(help: "Output checkpoint.")
+    var out: String
+    @Option(help: "Expert weighting for reports: usage | samples.")
+    var weighting = "usage"
+    @Option(help: "Clip each delta to this L2 norm (0: off).")
+    var clipNorm = 0.0
+    @Option(help: "Version given to the updated parts (default: the base's round + 1).")
+    var round: UInt64?
+
+    func run() throws {
+        do {
+            let summary = try OfflineAggregation.run(base: base, updates: updates, out: out, weightByUsage: weighting != "samples",
+                                                     clipNorm: clipNorm, round: round)
+            print(summary)
+        } catch {
+            FileHandle.standardError.write(Data("flexmoe-server aggregate: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
