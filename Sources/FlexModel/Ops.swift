@@ -27,6 +27,22 @@ import FlexTensor
         for i in 0..<count where y[i] <= 0 { dy[i] = 0 }
     }
 
+    /// out (cols × rows) = xᵀ, x rows × cols, in 8 × 8 blocks.
+    @inline(__always) static func transpose(_ x: UnsafePointer<Float>, rows: Int, cols: Int,
+                                            into out: UnsafeMutablePointer<Float>) {
+        var i = 0
+        while i < rows {
+            let ie = min(i + 8, rows)
+            var j = 0
+            while j < cols {
+                let je = min(j + 8, cols)
+                for r in i..<ie { for c in j..<je { out[c * rows + r] = x[r * cols + c] } }
+                j = je
+            }
+            i = ie
+        }
+    }
+
     /// out[j] = Σ_i x[i, j] (overwrite).
     @inline(__always) static func columnSums(_ x: UnsafePointer<Float>, rows: Int, n: Int,
                                              into out: UnsafeMutablePointer<Float>) {

@@ -71,6 +71,7 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
     let dy: Tensor<Float>      // B × K
     let dh: Tensor<Float>      // B × f
     let dzr: Tensor<Float>     // B × h
+    let wT: Tensor<Float>      // a transposed expert weight (max(h·f, f·K)): dX = dY·Wᵀ runs as dY·(Wᵀ)
     let slots: [SlotScratch]
     // mixture statistics
     var mixLossSum = 0.0
@@ -110,6 +111,7 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
         dy = Tensor(zeros: Shape(rows: b, cols: K))
         dh = Tensor(zeros: Shape(rows: b, cols: f))
         dzr = Tensor(zeros: Shape(rows: b, cols: h))
+        wT = Tensor(zeros: Shape(vector: max(h * f, f * K)))
         var s: [SlotScratch] = []
         for _ in 0..<capacity { s.append(SlotScratch(maxBatch: b, config)) }
         slots = s
@@ -124,6 +126,7 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
         let gate = Parameter.bytes(Shape(rows: c.hidden, cols: capacity)) + Parameter.bytes(Shape(vector: capacity))
         let floats = b * c.inputDim + 2 * b * c.hidden + 2 * b * capacity + capacity + 2 * b * k
             + 3 * b * c.classes + b * c.expertHidden + b * c.hidden
+            + max(c.hidden * c.expertHidden, c.expertHidden * c.classes)
         let ints = b + b * k
         return experts + gate + 4 * (floats + ints) + capacity * SlotScratch.bytes(maxBatch: b, c)
     }
@@ -332,11 +335,25 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
             }
             Ops.gemm(true, false, m: f, n: K, k: n, ar, f, dyp, K, e.A2.grad.ptr, K)
             Ops.columnSums(dyp, rows: n, n: K, into: e.a2.grad.ptr)
-            Ops.gemm(false, true, m: n, n: f, k: K, dyp, K, e.A2.value.ptr, K, dhp, f)
+            // dh = dy·A2ᵀ and dzr = dh·A1ᵀ through explicit transposes: the broadcast kernel is
+            // faster than the dot-product kernel, and a transpose costs O(weights), not O(rows·weights)
+            // (only for enough rows to pay for the transpose)
+            let t = wT.ptr, viaTranspose = n >= 48
+            if viaTranspose {
+                Ops.transpose(e.A2.value.ptr, rows: f, cols: K, into: t)
+                Ops.gemm(false, false, m: n, n: f, k: K, dyp, K, t, f, dhp, f)
+            } else {
+                Ops.gemm(false, true, m: n, n: f, k: K, dyp, K, e.A2.value.ptr, K, dhp, f)
+            }
             Ops.reluBackward(dhp, output: ar, count: n * f)
             Ops.gemm(true, false, m: h, n: f, k: n, zr, h, dhp, f, e.A1.grad.ptr, f)
             Ops.columnSums(dhp, rows: n, n: f, into: e.a1.grad.ptr)
-            Ops.gemm(false, true, m: n, n: h, k: f, dhp, f, e.A1.value.ptr, f, dzrp, h)
+            if viaTranspose {
+                Ops.transpose(e.A1.value.ptr, rows: h, cols: f, into: t)
+                Ops.gemm(false, false, m: n, n: h, k: f, dhp, f, t, h, dzrp, h)
+            } else {
+                Ops.gemm(false, true, m: n, n: h, k: f, dhp, f, e.A1.value.ptr, f, dzrp, h)
+            }
             for i in 0..<n {
                 let dst = dzp + Int(rp[i]) * h, src = dzrp + i * h
                 for j in 0..<h { dst[j] += src[j] }

@@ -169,6 +169,14 @@ struct GradientCheckTests {
         for (group, e) in errors { #expect(e <= 1e-3, "group \(group): relative error \(e)") }
     }
 
+    @Test("mlp-moe with ≥ 48 rows routed to an expert (the transposed-weight backward path)")
+    func manyRows() {
+        let c = MoEConfig(inputDim: 5, hidden: 4, expertHidden: 6, classes: 3, experts: 2, topK: 2)
+        let trainer = LocalTrainer(config: c, capacity: 2, maxBatch: 56)
+        let errors = check(trainer, rows: 56, seed: 21, extractor: Self.mlpExtractor(h: 4))
+        for (group, e) in errors { #expect(e <= 1e-3, "group \(group): relative error \(e)") }
+    }
+
     @Test("mlp-moe with top-1 routing, and with a single expert")
     func topOne() {
         for (cap, topK) in [(3, 1), (1, 2)] {
