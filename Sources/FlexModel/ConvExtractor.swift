@@ -32,45 +32,32 @@ public final class ConvExtractor: FeatureExtractor {
     let dAct2: Tensor<Float>
     let dFlat: Tensor<Float>  // B × flat
 
-    public init(channels: Int, height: Int, width: Int, c1: Int = 8, c2: Int = 16, hidden: Int, maxBatch: Int) {
+    public init(channels: Int, height: Int, width: Int, c1: Int = 8, c2: Int = 16, hidden: Int, maxBatch: Int,
+                memory: TensorMemory = .heap) {
         precondition(height % 4 == 0 && width % 4 == 0, "conv extractor: H and W must be multiples of 4")
         self.channels = channels; self.height = height; self.width = width
         self.c1 = c1; self.c2 = c2; self.outputDim = hidden; self.maxBatch = maxBatch
         let hw = height * width, hw2 = hw / 4, hw4 = hw / 16
         let flat = c2 * hw4
-        K1 = Parameter(shape: Shape(rows: c1, cols: channels * 9), decays: true)
-        k1 = Parameter(shape: Shape(vector: c1), decays: false)
-        K2 = Parameter(shape: Shape(rows: c2, cols: c1 * 9), decays: true)
-        k2 = Parameter(shape: Shape(vector: c2), decays: false)
-        Wd = Parameter(shape: Shape(rows: flat, cols: hidden), decays: true)
-        bd = Parameter(shape: Shape(vector: hidden), decays: false)
+        K1 = Parameter(shape: Shape(rows: c1, cols: channels * 9), decays: true, memory: memory, component: .extractor)
+        k1 = Parameter(shape: Shape(vector: c1), decays: false, memory: memory, component: .extractor)
+        K2 = Parameter(shape: Shape(rows: c2, cols: c1 * 9), decays: true, memory: memory, component: .extractor)
+        k2 = Parameter(shape: Shape(vector: c2), decays: false, memory: memory, component: .extractor)
+        Wd = Parameter(shape: Shape(rows: flat, cols: hidden), decays: true, memory: memory, component: .extractor)
+        bd = Parameter(shape: Shape(vector: hidden), decays: false, memory: memory, component: .extractor)
         parameters = [K1, k1, K2, k2, Wd, bd]
-        act1 = Tensor(zeros: Shape(rows: maxBatch, cols: hw * c1))
-        pool1 = Tensor(zeros: Shape(rows: maxBatch, cols: hw2 * c1))
-        arg1 = Tensor(shape: Shape(rows: maxBatch, cols: hw2 * c1), repeating: 0)
-        act2 = Tensor(zeros: Shape(rows: maxBatch, cols: hw2 * c2))
-        pool2 = Tensor(zeros: Shape(rows: maxBatch, cols: flat))
-        arg2 = Tensor(shape: Shape(rows: maxBatch, cols: flat), repeating: 0)
-        cols = Tensor(zeros: Shape(rows: hw, cols: max(channels, c1) * 9))
-        dcols = Tensor(zeros: Shape(rows: hw, cols: max(channels, c1) * 9))
-        dAct1 = Tensor(zeros: Shape(rows: hw, cols: c1))
-        dPool1 = Tensor(zeros: Shape(rows: hw2, cols: c1))
-        dAct2 = Tensor(zeros: Shape(rows: hw2, cols: c2))
-        dFlat = Tensor(zeros: Shape(rows: maxBatch, cols: flat))
-    }
-
-    public static func bytes(channels: Int, height: Int, width: Int, c1: Int = 8, c2: Int = 16, hidden: Int, maxBatch b: Int) -> Int {
-        let hw = height * width, hw2 = hw / 4, flat = c2 * hw / 16
-        let params = Parameter.bytes(Shape(rows: c1, cols: channels * 9)) + Parameter.bytes(Shape(vector: c1))
-            + Parameter.bytes(Shape(rows: c2, cols: c1 * 9)) + Parameter.bytes(Shape(vector: c2))
-            + Parameter.bytes(Shape(rows: flat, cols: hidden)) + Parameter.bytes(Shape(vector: hidden))
-        let scratch = b * (hw * c1 + 2 * hw2 * c1 + hw2 * c2 + 3 * flat) + 2 * hw * max(channels, c1) * 9
-            + hw * c1 + hw2 * c1 + hw2 * c2
-        return params + 4 * scratch
-    }
-
-    public var bytes: Int {
-        Self.bytes(channels: channels, height: height, width: width, c1: c1, c2: c2, hidden: outputDim, maxBatch: maxBatch)
+        act1 = memory.floats(Shape(rows: maxBatch, cols: hw * c1), .activations)
+        pool1 = memory.floats(Shape(rows: maxBatch, cols: hw2 * c1), .activations)
+        arg1 = memory.tensor(Shape(rows: maxBatch, cols: hw2 * c1), 0, .activations)
+        act2 = memory.floats(Shape(rows: maxBatch, cols: hw2 * c2), .activations)
+        pool2 = memory.floats(Shape(rows: maxBatch, cols: flat), .activations)
+        arg2 = memory.tensor(Shape(rows: maxBatch, cols: flat), 0, .activations)
+        cols = memory.floats(Shape(rows: hw, cols: max(channels, c1) * 9), .activations)
+        dcols = memory.floats(Shape(rows: hw, cols: max(channels, c1) * 9), .activations)
+        dAct1 = memory.floats(Shape(rows: hw, cols: c1), .activations)
+        dPool1 = memory.floats(Shape(rows: hw2, cols: c1), .activations)
+        dAct2 = memory.floats(Shape(rows: hw2, cols: c2), .activations)
+        dFlat = memory.floats(Shape(rows: maxBatch, cols: flat), .activations)
     }
 
     public func initialise(random: inout FlexRandom) {

@@ -11,16 +11,13 @@ public final class ExpertParameters {
     /// Global expert id this slot currently holds (−1 when empty).
     public internal(set) var expertId: Int = -1
 
-    public init(_ config: MoEConfig) {
-        A1 = Parameter(shape: Shape(rows: config.hidden, cols: config.expertHidden), decays: true)
-        a1 = Parameter(shape: Shape(vector: config.expertHidden), decays: false)
-        A2 = Parameter(shape: Shape(rows: config.expertHidden, cols: config.classes), decays: true)
-        a2 = Parameter(shape: Shape(vector: config.classes), decays: false)
+    public init(_ config: MoEConfig, memory: TensorMemory = .heap) {
+        let shapes = config.expertShapes
+        A1 = Parameter(shape: shapes[0], decays: true, memory: memory, component: .workingCopies)
+        a1 = Parameter(shape: shapes[1], decays: false, memory: memory, component: .workingCopies)
+        A2 = Parameter(shape: shapes[2], decays: true, memory: memory, component: .workingCopies)
+        a2 = Parameter(shape: shapes[3], decays: false, memory: memory, component: .workingCopies)
         parameters = [A1, a1, A2, a2]
-    }
-
-    public static func bytes(_ config: MoEConfig) -> Int {
-        config.expertShapes.reduce(0) { $0 + Parameter.bytes($1) }
     }
 
     /// He initialisation (a fresh expert of the global model).
@@ -39,9 +36,9 @@ public final class ClientGate {
     public let Wg: Tensor<Float>
     public let bg: Tensor<Float>
 
-    public init(_ config: MoEConfig) {
-        Wg = Tensor(zeros: Shape(rows: config.hidden, cols: config.experts))
-        bg = Tensor(zeros: Shape(vector: config.experts))
+    public init(_ config: MoEConfig, memory: TensorMemory = .heap) {
+        Wg = memory.floats(Shape(rows: config.hidden, cols: config.experts), .gate)
+        bg = memory.floats(Shape(vector: config.experts), .gate)
     }
 
     public func initialise(random: inout FlexRandom) {

@@ -16,8 +16,6 @@ public protocol FeatureExtractor: AnyObject {
     func backward(_ x: UnsafePointer<Float>, rows: Int, z: UnsafePointer<Float>, dz: UnsafeMutablePointer<Float>)
     /// He initialisation of every parameter.
     func initialise(random: inout FlexRandom)
-    /// Bytes of parameters (with gradient, momentum, downloaded copy) and scratch.
-    var bytes: Int { get }
 }
 
 /// The `mlp-moe` extractor: z = relu(x·W1 + b1). Tensors: W1 (d × h), b1 (1 × h).
@@ -29,24 +27,18 @@ public final class MLPExtractor: FeatureExtractor {
     public let b1: Parameter
     public let parameters: [Parameter]
 
-    public init(inputDim: Int, hidden: Int, maxBatch: Int) {
+    public init(inputDim: Int, hidden: Int, maxBatch: Int, memory: TensorMemory = .heap) {
         self.inputDim = inputDim
         self.outputDim = hidden
         self.maxBatch = maxBatch
-        W1 = Parameter(shape: Shape(rows: inputDim, cols: hidden), decays: true)
-        b1 = Parameter(shape: Shape(vector: hidden), decays: false)
+        W1 = Parameter(shape: Shape(rows: inputDim, cols: hidden), decays: true, memory: memory, component: .extractor)
+        b1 = Parameter(shape: Shape(vector: hidden), decays: false, memory: memory, component: .extractor)
         parameters = [W1, b1]
     }
 
-    public convenience init(_ config: MoEConfig, maxBatch: Int) {
-        self.init(inputDim: config.inputDim, hidden: config.hidden, maxBatch: maxBatch)
+    public convenience init(_ config: MoEConfig, maxBatch: Int, memory: TensorMemory = .heap) {
+        self.init(inputDim: config.inputDim, hidden: config.hidden, maxBatch: maxBatch, memory: memory)
     }
-
-    public static func bytes(inputDim: Int, hidden: Int, maxBatch: Int) -> Int {
-        Parameter.bytes(Shape(rows: inputDim, cols: hidden)) + Parameter.bytes(Shape(vector: hidden))
-    }
-
-    public var bytes: Int { Self.bytes(inputDim: inputDim, hidden: outputDim, maxBatch: maxBatch) }
 
     public func initialise(random: inout FlexRandom) {
         W1.initialiseHe(fanIn: inputDim, random: &random)

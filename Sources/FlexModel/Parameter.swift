@@ -11,19 +11,18 @@ public final class Parameter {
     /// Biases get no weight decay.
     public let decays: Bool
 
-    public init(shape: Shape, decays: Bool) {
-        value = Tensor(zeros: shape)
-        grad = Tensor(zeros: shape)
-        velocity = Tensor(zeros: shape)
-        initial = Tensor(zeros: shape)
+    /// `component` books the value (extractor, gate or expert working copy); the gradient, optimiser
+    /// state and downloaded copy are booked to their own components.
+    public init(shape: Shape, decays: Bool, memory: TensorMemory = .heap, component: MemoryComponent = .workingCopies) {
+        value = memory.floats(shape, component)
+        grad = memory.floats(shape, .gradients)
+        velocity = memory.floats(shape, .optimiserState)
+        initial = memory.floats(shape, .downloadedCopies)
         self.decays = decays
     }
 
     public var shape: Shape { value.shape }
     public var count: Int { value.count }
-
-    /// fp32 bytes this parameter holds (value, grad, velocity, initial).
-    public static func bytes(_ shape: Shape) -> Int { 4 * 4 * shape.count }
 
     /// He-normal initialisation N(0, sqrt(2 / fanIn)).
     public func initialiseHe(fanIn: Int, random: inout FlexRandom) {

@@ -13,16 +13,12 @@ import FlexTensor
     var correct = 0
     var lossSum = 0.0
 
-    init(maxBatch: Int, _ c: MoEConfig) {
-        rows = Tensor(shape: Shape(vector: maxBatch), repeating: 0)
-        position = Tensor(shape: Shape(vector: maxBatch), repeating: 0)
-        zr = Tensor(zeros: Shape(rows: maxBatch, cols: c.hidden))
-        ar = Tensor(zeros: Shape(rows: maxBatch, cols: c.expertHidden))
-        ye = Tensor(zeros: Shape(rows: maxBatch, cols: c.classes))
-    }
-
-    static func bytes(maxBatch: Int, _ c: MoEConfig) -> Int {
-        maxBatch * (4 + 4 + 4 * (c.hidden + c.expertHidden + c.classes))
+    init(maxBatch: Int, _ c: MoEConfig, memory: TensorMemory) {
+        rows = memory.tensor(Shape(vector: maxBatch), 0, .activations)
+        position = memory.tensor(Shape(vector: maxBatch), 0, .activations)
+        zr = memory.floats(Shape(rows: maxBatch, cols: c.hidden), .activations)
+        ar = memory.floats(Shape(rows: maxBatch, cols: c.expertHidden), .activations)
+        ye = memory.floats(Shape(rows: maxBatch, cols: c.classes), .activations)
     }
 }
 
@@ -32,7 +28,7 @@ import FlexTensor
 /// decay, and per-expert fitness over the samples routed to each expert.
 ///
 /// Every buffer is allocated in `init` for `maxBatch` rows and `capacity` expert slots; a training
-/// step allocates nothing. `LocalTrainer.bytes(...)` reports the total.
+/// step allocates nothing. `LocalTrainer.plan(...)` reports what they take, per component.
 public final class LocalTrainer<Extractor: FeatureExtractor> {
     public let config: MoEConfig
     public let extractor: Extractor
@@ -79,7 +75,7 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
     var mixSamples = 0
 
     public init(config: MoEConfig, extractor: Extractor, capacity: Int, maxBatch: Int,
-                options: TrainingOptions = TrainingOptions()) {
+                options: TrainingOptions = TrainingOptions(), memory: TensorMemory = .heap) {
         precondition(extractor.outputDim == config.hidden, "extractor output must be config.hidden")
         precondition(extractor.maxBatch >= maxBatch, "extractor scratch smaller than maxBatch")
         precondition(capacity >= 1 && maxBatch >= 1)
@@ -90,51 +86,42 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
         self.options = options
         self.activeSlots = capacity
         var list: [ExpertParameters] = []
-        for _ in 0..<capacity { list.append(ExpertParameters(config)) }
+        for _ in 0..<capacity { list.append(ExpertParameters(config, memory: memory)) }
         experts = list
-        gateW = Parameter(shape: Shape(rows: config.hidden, cols: capacity), decays: true)
-        gateB = Parameter(shape: Shape(vector: capacity), decays: false)
+        gateW = Parameter(shape: Shape(rows: config.hidden, cols: capacity), decays: true, memory: memory, component: .gate)
+        gateB = Parameter(shape: Shape(vector: capacity), decays: false, memory: memory, component: .gate)
         let b = maxBatch, h = config.hidden, f = config.expertHidden, K = config.classes
         let k = min(config.topK, capacity)
-        xBatch = Tensor(zeros: Shape(rows: b, cols: config.inputDim))
-        yBatch = Tensor(shape: Shape(vector: b), repeating: 0)
-        z = Tensor(zeros: Shape(rows: b, cols: h))
-        dz = Tensor(zeros: Shape(rows: b, cols: h))
-        probs = Tensor(zeros: Shape(rows: b, cols: capacity))
-        dg = Tensor(zeros: Shape(rows: b, cols: capacity))
-        dp = Tensor(zeros: Shape(vector: capacity))
-        top = Tensor(shape: Shape(rows: b, cols: k), repeating: 0)
-        weights = Tensor(zeros: Shape(rows: b, cols: k))
-        dweights = Tensor(zeros: Shape(rows: b, cols: k))
-        logits = Tensor(zeros: Shape(rows: b, cols: K))
-        dlogits = Tensor(zeros: Shape(rows: b, cols: K))
-        dy = Tensor(zeros: Shape(rows: b, cols: K))
-        dh = Tensor(zeros: Shape(rows: b, cols: f))
-        dzr = Tensor(zeros: Shape(rows: b, cols: h))
-        wT = Tensor(zeros: Shape(vector: max(h * f, f * K)))
+        xBatch = memory.floats(Shape(rows: b, cols: config.inputDim), .activations)
+        yBatch = memory.tensor(Shape(vector: b), 0, .activations)
+        z = memory.floats(Shape(rows: b, cols: h), .activations)
+        dz = memory.floats(Shape(rows: b, cols: h), .activations)
+        probs = memory.floats(Shape(rows: b, cols: capacity), .activations)
+        dg = memory.floats(Shape(rows: b, cols: capacity), .activations)
+        dp = memory.floats(Shape(vector: capacity), .activations)
+        top = memory.tensor(Shape(rows: b, cols: k), 0, .activations)
+        weights = memory.floats(Shape(rows: b, cols: k), .activations)
+        dweights = memory.floats(Shape(rows: b, cols: k), .activations)
+        logits = memory.floats(Shape(rows: b, cols: K), .activations)
+        dlogits = memory.floats(Shape(rows: b, cols: K), .activations)
+        dy = memory.floats(Shape(rows: b, cols: K), .activations)
+        dh = memory.floats(Shape(rows: b, cols: f), .activations)
+        dzr = memory.floats(Shape(rows: b, cols: h), .activations)
+        wT = memory.floats(Shape(vector: max(h * f, f * K)), .activations)
         var s: [SlotScratch] = []
-        for _ in 0..<capacity { s.append(SlotScratch(maxBatch: b, config)) }
+        for _ in 0..<capacity { s.append(SlotScratch(maxBatch: b, config, memory: memory)) }
         slots = s
         for (i, e) in experts.enumerated() { e.expertId = i }
     }
 
-    /// Bytes a trainer needs besides the extractor: expert working copies (value, gradient,
-    /// momentum, downloaded copy), the gate, and every scratch buffer for `maxBatch` rows.
-    public static func bytes(config c: MoEConfig, capacity: Int, maxBatch b: Int) -> Int {
-        let k = min(c.topK, capacity)
-        let experts = capacity * ExpertParameters.bytes(c)
-        let gate = Parameter.bytes(Shape(rows: c.hidden, cols: capacity)) + Parameter.bytes(Shape(vector: capacity))
-        let floats = b * c.inputDim + 2 * b * c.hidden + 2 * b * capacity + capacity + 2 * b * k
-            + 3 * b * c.classes + b * c.expertHidden + b * c.hidden
-            + max(c.hidden * c.expertHidden, c.expertHidden * c.classes)
-        let ints = b + b * k
-        return experts + gate + 4 * (floats + ints) + capacity * SlotScratch.bytes(maxBatch: b, c)
+    /// The memory plan of the trainer `make` builds (extractor included): what an edge arena must hold,
+    /// per component. Computed by a dry run of the constructors, so it cannot drift from them.
+    public static func plan(_ make: (TensorMemory) -> LocalTrainer) -> MemoryBook {
+        let planner = MemoryPlanner()
+        _ = make(.planning(planner))
+        return planner.book
     }
 
-    /// Total bytes: `bytes(config:capacity:maxBatch:)` plus the extractor's.
-    public var bytes: Int { Self.bytes(config: config, capacity: capacity, maxBatch: maxBatch) + extractor.bytes }
-
-    /// Every trainable parameter: extractor, gate, then the active experts.
     public var allParameters: [Parameter] {
         var list = extractor.parameters + [gateW, gateB]
         for s in 0..<activeSlots { list += experts[s].parameters }
@@ -473,15 +460,16 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
 }
 
 extension LocalTrainer where Extractor == MLPExtractor {
-    /// An `mlp-moe` trainer: `capacity` expert slots, scratch for `maxBatch` rows.
-    public convenience init(config: MoEConfig, capacity: Int, maxBatch: Int, options: TrainingOptions = TrainingOptions()) {
-        self.init(config: config, extractor: MLPExtractor(config, maxBatch: maxBatch), capacity: capacity,
-                  maxBatch: maxBatch, options: options)
+    /// The memory plan of an `mlp-moe` trainer (extractor included) — what the edge arena must hold.
+    public static func plan(config: MoEConfig, capacity: Int, maxBatch: Int) -> MemoryBook {
+        plan { LocalTrainer(config: config, capacity: capacity, maxBatch: maxBatch, memory: $0) }
     }
 
-    /// Bytes of an `mlp-moe` trainer (extractor included) — what the edge arena must plan for.
-    public static func mlpBytes(config: MoEConfig, capacity: Int, maxBatch: Int) -> Int {
-        bytes(config: config, capacity: capacity, maxBatch: maxBatch)
-            + MLPExtractor.bytes(inputDim: config.inputDim, hidden: config.hidden, maxBatch: maxBatch)
+    /// An `mlp-moe` trainer: `capacity` expert slots, scratch for `maxBatch` rows, buffers from
+    /// `memory` (the heap, or a device arena).
+    public convenience init(config: MoEConfig, capacity: Int, maxBatch: Int, options: TrainingOptions = TrainingOptions(),
+                            memory: TensorMemory = .heap) {
+        self.init(config: config, extractor: MLPExtractor(config, maxBatch: maxBatch, memory: memory), capacity: capacity,
+                  maxBatch: maxBatch, options: options, memory: memory)
     }
 }

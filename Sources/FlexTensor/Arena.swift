@@ -72,3 +72,99 @@ extension Tensor {
         self.init(shape: shape, borrowing: memory)
     }
 }
+
+/// The parts of a device's memory budget, as booked in the arena and shown by flexmoe-memprof.
+public enum MemoryComponent: String, CaseIterable, Sendable {
+    case extractor = "extractor"
+    case gate = "gate"
+    case expertCache = "expert cache"
+    case workingCopies = "expert working copies"
+    case gradients = "gradients"
+    case optimiserState = "optimiser state"
+    case downloadedCopies = "downloaded copies"
+    case activations = "activations"
+    case network = "network buffers"
+    case zstd = "zstd"
+    case data = "data"
+}
+
+/// Where a model's buffers come from: the heap (host, tests, simulation), a device arena (board),
+/// where every buffer is booked to a component, or a planner that only books (a dry run of the
+/// constructors, so a plan is computed by the very code that allocates and cannot drift from it).
+public struct TensorMemory {
+    enum Source {
+        case heap
+        case arena(Arena)
+        case planner(MemoryPlanner)
+    }
+
+    let source: Source
+
+    public static var heap: TensorMemory { TensorMemory(source: .heap) }
+    public static func arena(_ arena: Arena) -> TensorMemory { TensorMemory(source: .arena(arena)) }
+    public static func planning(_ planner: MemoryPlanner) -> TensorMemory { TensorMemory(source: .planner(planner)) }
+
+    public var isPlanning: Bool { if case .planner = source { return true } else { return false } }
+
+    /// A zeroed tensor for `component`. An arena that cannot hold it means the memory plan and the
+    /// model disagree — a bug the planner tests exist to catch — so it stops with a message.
+    /// While planning, the tensor has its shape but no memory: touching it traps, so a dry run that
+    /// reads a buffer fails loudly instead of planning wrongly.
+    public func tensor<Element: BitwiseCopyable>(_ shape: Shape, _ zero: Element, _ component: MemoryComponent) -> Tensor<Element> {
+        switch source {
+        case .heap:
+            return Tensor(shape: shape, repeating: zero)
+        case .arena(let arena):
+            do {
+                return try Tensor(shape: shape, arena: arena, component: component.rawValue)
+            } catch {
+                fatalError("memory plan too small: \(error.message)")
+            }
+        case .planner(let planner):
+            planner.book.add(component, shape, elementBytes: MemoryLayout<Element>.stride)
+            return Tensor(shape: shape, borrowing: UnsafeMutablePointer<Element>(bitPattern: Arena.alignment)!)
+        }
+    }
+
+    public func floats(_ shape: Shape, _ component: MemoryComponent) -> Tensor<Float> { tensor(shape, 0, component) }
+}
+
+/// Collects the bookings of a dry run (see `TensorMemory.planning`).
+public final class MemoryPlanner {
+    public var book = MemoryBook()
+    public init() {}
+}
+
+/// A memory plan: bytes per component, computed by the same rules the arena books by (each tensor
+/// rounded up to the arena's alignment), so a plan and an arena's ledger can be compared exactly.
+public struct MemoryBook: Equatable, Sendable {
+    public private(set) var entries: [Entry] = []
+
+    public struct Entry: Equatable, Sendable {
+        public var component: String
+        public var bytes: Int
+    }
+
+    public init() {}
+
+    public mutating func add(_ component: String, bytes: Int) {
+        if let i = entries.firstIndex(where: { $0.component == component }) {
+            entries[i].bytes += bytes
+        } else {
+            entries.append(Entry(component: component, bytes: bytes))
+        }
+    }
+
+    /// Books one tensor of `shape` with `elementBytes`-byte elements, as the arena would.
+    public mutating func add(_ component: MemoryComponent, _ shape: Shape, elementBytes: Int = 4) {
+        add(component.rawValue, bytes: Arena.rounded(max(shape.count, 1) * elementBytes))
+    }
+
+    public mutating func add(_ other: MemoryBook) {
+        for e in other.entries { add(e.component, bytes: e.bytes) }
+    }
+
+    public func bytes(_ component: MemoryComponent) -> Int { entries.first { $0.component == component.rawValue }?.bytes ?? 0 }
+
+    public var total: Int { entries.reduce(0) { $0 + $1.bytes } }
+}

@@ -107,10 +107,9 @@ struct LearningTests {
         #expect(abs(trainer.experts[0].A1.value[3] - trainer.experts[0].A1.initial[3] - delta[3]) < 1e-6)
         trainer.storeGate(into: gate)
         #expect(gate.Wg[0 * 6 + 5] == trainer.gateW.value[0, 0] && gate.bg[2] == trainer.gateB.value[1])
-        // the memory report covers at least every parameter and the batch scratch
-        let bytes = LocalTrainer<MLPExtractor>.mlpBytes(config: c, capacity: 2, maxBatch: 16)
-        #expect(bytes == trainer.bytes)
-        #expect(bytes > 4 * 4 * (2 * c.expertParameterCount + c.inputDim * c.hidden))
+        // the memory plan covers at least every parameter (value, gradient, momentum, downloaded copy)
+        let plan = LocalTrainer<MLPExtractor>.plan(config: c, capacity: 2, maxBatch: 16)
+        #expect(plan.total > 4 * 4 * (2 * c.expertParameterCount + c.inputDim * c.hidden))
         let lossVariant = LocalTrainer(config: c, capacity: 2, maxBatch: 16,
                                        options: TrainingOptions(fitness: .loss(alpha: 1), fitnessSource: .mixture))
         lossVariant.extractor.initialise(random: &random)
@@ -125,4 +124,40 @@ func modelSelfCheck() {
     print("self-check: mlp \(r.mlp.0) → \(r.mlp.1), conv \(r.conv.0) → \(r.conv.1)")
     #expect(r.mlp.1 < 0.8 * r.mlp.0)
     #expect(r.conv.1 < 0.9 * r.conv.0)
+}
+
+@Test("a trainer built in an arena books exactly its plan, component by component, and trains")
+func trainerInArena() throws {
+    let c = MoEConfig(inputDim: 10, hidden: 8, expertHidden: 12, classes: 3, experts: 6, topK: 2)
+    let plan = LocalTrainer<MLPExtractor>.plan(config: c, capacity: 3, maxBatch: 16)
+    let arena = try Arena(capacity: plan.total)
+    let trainer = LocalTrainer(config: c, capacity: 3, maxBatch: 16, memory: .arena(arena))
+    #expect(arena.used == plan.total)
+    #expect(arena.ledger.map(\.component) == plan.entries.map(\.component))
+    #expect(arena.ledger.map(\.bytes) == plan.entries.map(\.bytes))
+    for component in [MemoryComponent.extractor, .gate, .workingCopies, .gradients, .optimiserState, .downloadedCopies, .activations] {
+        #expect(plan.bytes(component) > 0, "\(component.rawValue) is booked")
+    }
+    var random = FlexRandom(seed: 4)
+    trainer.extractor.initialise(random: &random)
+    for e in trainer.experts { e.initialise(random: &random) }
+    trainer.assign([0, 3, 5])
+    let data = SyntheticGenerator(dim: 10, classes: 3, maxSamples: 200, seed: 2).device(1)
+    trainer.options.epochs = 3
+    let report = trainer.train(features: data.features, labels: data.labels, random: &random)
+    #expect(report.lastEpochLoss < report.firstEpochLoss)
+    #expect(arena.used == plan.total)
+}
+
+@Test("the conv trainer's plan matches what it books in an arena")
+func convTrainerInArena() throws {
+    let c = MoEConfig(inputDim: 64, hidden: 8, expertHidden: 12, classes: 3, experts: 4, topK: 2)
+    func make(_ memory: TensorMemory) -> LocalTrainer<ConvExtractor> {
+        LocalTrainer(config: c, extractor: ConvExtractor(channels: 1, height: 8, width: 8, c1: 4, c2: 8, hidden: 8, maxBatch: 4, memory: memory),
+                     capacity: 2, maxBatch: 4, memory: memory)
+    }
+    let plan = LocalTrainer<ConvExtractor>.plan(make)
+    let arena = try Arena(capacity: plan.total)
+    _ = make(.arena(arena))
+    #expect(arena.ledger.map(\.bytes) == plan.entries.map(\.bytes) && arena.used == plan.total)
 }

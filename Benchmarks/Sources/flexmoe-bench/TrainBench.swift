@@ -47,6 +47,7 @@ struct TrainBench: ParsableCommand {
         let config = MoEConfig(inputDim: d, hidden: h, expertHidden: f, classes: classes, experts: experts, topK: topk)
         let options = TrainingOptions(learningRate: lr, momentum: momentum, weightDecay: 0, batchSize: batch)
         let trainer = LocalTrainer(config: config, capacity: assigned, maxBatch: batch, options: options)
+        let trainerBytes = LocalTrainer<MLPExtractor>.plan(config: config, capacity: assigned, maxBatch: batch).total
         trainer.extractor.initialise(random: &random)
         let gate = ClientGate(config)
         gate.initialise(random: &random)
@@ -68,7 +69,7 @@ struct TrainBench: ParsableCommand {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let rate = Double(steps * batch) / seconds
         print("{\"samples_per_s\": \((rate * 10).rounded() / 10), \"final_loss\": \((loss * 10000).rounded() / 10000), "
-              + "\"peak_rss_kib\": \(peakRSSKiB()), \"trainer_bytes\": \(trainer.bytes)}")
+              + "\"peak_rss_kib\": \(peakRSSKiB()), \"trainer_bytes\": \(trainerBytes)}")
     }
 
     func peakRSSKiB() -> Int {
