@@ -5,7 +5,8 @@ let usage = """
     usage: flexmoe-edge <command> [options]
 
     commands:
-      selftest     check quantisation, kernels and the zstd container on this machine
+      run          take part in federated training rounds (see `flexmoe-edge run --help`)
+      selftest     check quantisation, kernels, the zstd container and local training on this machine
       help         show this text
 
     Run `flexmoe-edge selftest` after installing on a board: it prints `selftest ok` and exits 0.
@@ -18,6 +19,8 @@ func main() -> Int32 {
         return 2
     }
     switch command {
+    case "run":
+        return RunCommand.run(Array(args.dropFirst()))
     case "selftest":
         return SelfTest.run()
     case "help", "--help", "-h":

@@ -1,0 +1,105 @@
+import FlexModel
+import FlexTensor
+import FlexWire
+
+/// What the device will hold, derived from its memory budget before anything large is allocated:
+/// k_c (experts it can hold), warm cache slots, the training batch, and the bytes of every
+/// component. The plan is computed by the same constructors that later carve the arena (a dry run),
+/// so `arena.used == plan.book.total` after start-up; tests hold it to that.
+public struct DevicePlan: Equatable {
+    public var config: MoEConfig
+    public var storage: DType
+    public var updateDType: DType
+    public var kc: Int
+    public var warmSlots: Int
+    public var batch: Int
+    public var book: MemoryBook
+    public var budget: Int
+
+    /// Bytes the process needs besides the arena (code, libc, stacks, small heap objects): the budget
+    /// keeps this much back for them.
+    public static let outsideArenaAllowance = 4 * 1024 * 1024
+
+    /// Largest container the device receives: the extractor or one expert in the storage dtype.
+    public static func maxDownload(_ config: MoEConfig, _ storage: DType) -> Int {
+        max(containerBound(shapes: extractorShapes(config), storage), containerBound(shapes: config.expertShapes, storage))
+    }
+
+    public static func extractorShapes(_ c: MoEConfig) -> [Shape] { [Shape(rows: c.inputDim, cols: c.hidden), Shape(vector: c.hidden)] }
+
+    static func payloadBytes(shapes: [Shape], _ dtype: DType) -> Int { shapes.reduce(0) { $0 + dtype.payloadBytes($1) } }
+
+    static func containerBound(shapes: [Shape], _ dtype: DType) -> Int {
+        Container.maxEncodedSize(payloadBytes: payloadBytes(shapes: shapes, dtype), tensorCount: shapes.count)
+    }
+
+    /// Bytes of the report body: its fields and one container per trained part.
+    public static func maxReport(_ c: MoEConfig, kc: Int, _ update: DType) -> Int {
+        SmallMessage.maxBytes / 16 + 16 + 4 * (kc + 1)
+            + containerBound(shapes: extractorShapes(c), update) + kc * containerBound(shapes: c.expertShapes, update)
+    }
+
+    /// The bookings of everything the runtime carves from its arena for (kc, warm, batch), with the
+    /// local dataset of `samples` rows.
+    public static func book(config c: MoEConfig, storage: DType, update: DType, kc: Int, warm: Int, batch: Int,
+                            samples: Int) -> MemoryBook {
+        var book = LocalTrainer<MLPExtractor>.plan(config: c, capacity: kc, maxBatch: batch)
+        let planner = MemoryPlanner()
+        _ = ClientGate(c, memory: .planning(planner))
+        book.add(planner.book)
+        book.add(MemoryComponent.expertCache.rawValue,
+                 bytes: ExpertCache.bytes(layout: ExpertLayout(shapes: c.expertShapes, dtype: storage), slots: kc + warm))
+        for bytes in networkBuffers(c, storage: storage, update: update, kc: kc) {
+            book.add(MemoryComponent.network.rawValue, bytes: Arena.rounded(bytes))
+        }
+        var largestPayload = 0
+        for shapes in [extractorShapes(c), c.expertShapes] {
+            for dtype in [storage, update] { largestPayload = max(largestPayload, payloadBytes(shapes: shapes, dtype)) }
+        }
+        book.add(MemoryComponent.zstd.rawValue, bytes: Arena.rounded(ZstdCompressor.workspaceBytes(level: 3, maxInput: largestPayload)))
+        book.add(MemoryComponent.zstd.rawValue, bytes: Arena.rounded(ZstdDecompressor.workspaceBytes))
+        book.add(.data, Shape(rows: max(samples, 1), cols: c.inputDim))
+        book.add(.data, Shape(vector: max(samples, 1)), elementBytes: 4)
+        return book
+    }
+
+    /// The network buffers, in carving order: download buffer (one container), report body, encode
+    /// scratch (one part's quantised payload), delta scratch (the largest fp32 tensor).
+    static func networkBuffers(_ c: MoEConfig, storage: DType, update: DType, kc: Int) -> [Int] {
+        let largestTensor = (extractorShapes(c) + c.expertShapes).map { $0.count }.max()!
+        let largestUpdatePayload = max(payloadBytes(shapes: extractorShapes(c), update), payloadBytes(shapes: c.expertShapes, update))
+        return [maxDownload(c, storage) + 1024, maxReport(c, kc: kc, update), largestUpdatePayload * 2, 4 * largestTensor]
+    }
+
+    /// Derives the largest k_c (then the largest batch, then warm slots) that fit `budget`.
+    /// `preferredBatch` is the server's batch; it is lowered only when k_c = 1 does not fit.
+    public static func derive(budget: Int, config c: MoEConfig, storage: DType, update: DType, samples: Int,
+                              preferredBatch: Int, maxKc: Int? = nil) throws(EdgeError) -> DevicePlan {
+        let arenaLimit = budget - outsideArenaAllowance
+        func total(_ kc: Int, _ warm: Int, _ batch: Int) -> Int {
+            book(config: c, storage: storage, update: update, kc: kc, warm: warm, batch: batch, samples: samples).total
+        }
+        let kcLimit = min(maxKc ?? c.experts, c.experts)
+        var kc = 0
+        var batch = max(1, preferredBatch)
+        // k_c first: the method's quality grows with the experts a device can hold.
+        var lo = 1, hi = kcLimit
+        while lo <= hi {
+            let mid = (lo + hi) / 2
+            if total(mid, 0, batch) <= arenaLimit { kc = mid; lo = mid + 1 } else { hi = mid - 1 }
+        }
+        if kc == 0 {
+            while batch > 1 && total(1, 0, batch) > arenaLimit { batch /= 2 }
+            if total(1, 0, batch) > arenaLimit {
+                throw .budgetTooSmall(needed: total(1, 0, 1) + outsideArenaAllowance, given: budget)
+            }
+            kc = 1
+        }
+        // Warm slots with what is left, at most k_c more: recently used experts skip a download.
+        var warm = 0
+        while warm < min(kc, c.experts - kc) && total(kc, warm + 1, batch) <= arenaLimit { warm += 1 }
+        return DevicePlan(config: c, storage: storage, updateDType: update, kc: kc, warmSlots: warm, batch: batch,
+                          book: book(config: c, storage: storage, update: update, kc: kc, warm: warm, batch: batch, samples: samples),
+                          budget: budget)
+    }
+}
