@@ -6,6 +6,7 @@ enum Console {
         var text = line
         text.append("\n")
         text.withUTF8 { csys_write_stdout(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count) }
+        csys_flush_stdout()  // a service's log must not sit in a buffer
     }
 
     static func error(_ line: String) {
