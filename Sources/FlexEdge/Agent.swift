@@ -190,13 +190,7 @@ public final class EdgeAgent {
             let r = try get("/v1/extractor?client=\(clientId)\(have)")
             down += r.bytesReceived; up += r.bytesSent
             if r.status == 200 {
-                try decodeInto(rt: rt, bodyLength: r.bodyLength, kind: .extractorWeights, expert: nil,
-                               shapes: DevicePlan.extractorShapes(settings.config)) { views in
-                    for (p, v) in zip(rt.trainer.extractor.parameters, views) {
-                        Quantizer.dequantize(v, into: UnsafeMutableBufferPointer(start: p.value.ptr, count: p.count))
-                        p.markDownloaded()
-                    }
-                }
+                try rt.loadExtractor(containerBytes: r.bodyLength)
             }
             extractorVersion = UInt64(extractorAt)
         }
@@ -213,19 +207,12 @@ public final class EdgeAgent {
                 let r = try get("/v1/experts/\(expert)?client=\(clientId)\(have)")
                 down += r.bytesReceived; up += r.bytesSent
                 guard r.status == 200 else { throw .protocolViolation("expert \(expert): server answered \(r.status) to a download of a version it announced") }
-                try decodeContainer(rt: rt, bodyLength: r.bodyLength, kind: .expertWeights, expert: expert,
-                                    shapes: settings.config.expertShapes, into: rt.cache.slotBuffer(target))
+                try rt.decodeContainer(bodyLength: r.bodyLength, kind: .expertWeights, expert: expert,
+                                       shapes: settings.config.expertShapes, into: rt.cache.slotBuffer(target))
                 rt.cache.commit(slot: target, expert: expert, version: version, fetchedBytes: r.bodyLength, round: number)
                 cacheSlot = target
             }
-            let loaded: Bool? = rt.cache.withExpert(slot: cacheSlot!) { views in
-                for (p, v) in zip(rt.trainer.experts[slot].parameters, views) {
-                    Quantizer.dequantize(v, into: UnsafeMutableBufferPointer(start: p.value.ptr, count: p.count))
-                    p.markDownloaded()
-                }
-                return true
-            }
-            if loaded == nil { throw .protocolViolation("cached expert \(expert) failed its checksum; it was dropped") }
+            try rt.loadExpert(trainerSlot: slot, cacheSlot: cacheSlot!, expert: expert)
         }
         rt.trainer.loadGate(from: rt.gate)
 
@@ -248,8 +235,8 @@ public final class EdgeAgent {
         var fitnessText = ""
         for (i, e) in report.experts.enumerated() { fitnessText += (i == 0 ? "" : ",") + Format.fixed(Double(e.fitness), 6) }
         fields.set("fitness", fitnessText)
-        let bodyLength = try writeReport(rt: rt, fields: fields, extractorVersion: UInt64(extractorAt),
-                                         experts: assigned, versions: versions.map { UInt64($0) })
+        let bodyLength = try rt.writeReport(fields: fields, extractorVersion: UInt64(extractorAt), experts: assigned,
+                                            versions: versions.map { UInt64($0) }, random: &random)
         let r = try client.send("POST", "/v1/rounds/\(number)/report",
                                 body: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.report)[0..<bodyLength]),
                                 contentType: "application/octet-stream", into: rt.download)
@@ -297,97 +284,6 @@ public final class EdgeAgent {
         let body = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.download)[0..<min(r.bodyLength, rt.download.count)])
         if let m = try? SmallMessage.parse(body) { return (m["error"] ?? "") + ": " + (m["message"] ?? "") }
         return "status \(r.status)"
-    }
-
-    /// Verifies and decodes the container in the download buffer into `destination`.
-    func decodeContainer(rt: EdgeRuntime, bodyLength: Int, kind: PartKind, expert: Int?, shapes: [Shape],
-                         into destination: UnsafeMutableRawBufferPointer) throws(EdgeError) {
-        let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.download)[0..<bodyLength])
-        let header: ContainerHeader
-        do throws(WireError) {
-            header = try Container.parseHeader(bytes)
-        } catch {
-            throw .protocolViolation("bad container from the server: \(error.message)")
-        }
-        if header.kind != kind || header.expertId.map({ Int($0) }) != expert || header.tensors.map({ $0.shape }) != shapes
-            || header.tensors.contains(where: { $0.dtype != options.storage }) {
-            throw .protocolViolation("the server sent a container of another kind, expert, shape or dtype")
-        }
-        do throws(WireError) {
-            try Container.decodePayload(bytes, header: header, maxPayload: destination.count, decompressor: rt.decompressor, into: destination)
-        } catch {
-            throw .protocolViolation("bad container from the server: \(error.message)")
-        }
-    }
-
-    /// Decodes a container into the encode scratch and hands its tensors to `body` (extractor).
-    func decodeInto(rt: EdgeRuntime, bodyLength: Int, kind: PartKind, expert: Int?, shapes: [Shape],
-                    _ body: ([QuantizedMatrix]) -> Void) throws(EdgeError) {
-        try decodeContainer(rt: rt, bodyLength: bodyLength, kind: kind, expert: expert, shapes: shapes, into: rt.encodeScratch)
-        var views: [QuantizedMatrix] = []
-        var offset = 0
-        for shape in shapes {
-            let n = options.storage.payloadBytes(shape)
-            views.append(QuantizedMatrix(dtype: options.storage, shape: shape,
-                                         bytes: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.encodeScratch)[offset..<(offset + n)])))
-            offset += n
-        }
-        body(views)
-    }
-
-    /// Writes the report body (docs/PROTOCOL.md) into the report buffer; returns its length.
-    func writeReport(rt: EdgeRuntime, fields: SmallMessage, extractorVersion: UInt64, experts: [Int],
-                     versions: [UInt64]) throws(EdgeError) -> Int {
-        let out = rt.report
-        var offset = 0
-        func put(_ value: Int, _ bytes: Int) {
-            for i in 0..<bytes { out[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * i)) }
-            offset += bytes
-        }
-        for b in ReportFrame.magic { out[offset] = b; offset += 1 }
-        put(Int(ReportFrame.version), 2)
-        put(0, 2)
-        let text = fields.encoded()
-        put(text.count, 4)
-        for b in text { out[offset] = b; offset += 1 }
-        put(1 + experts.count, 4)
-        let parts: [(PartKind, UInt32?, UInt64, [Parameter])] =
-            [(.extractorDelta, nil, extractorVersion, rt.trainer.extractor.parameters)]
-            + experts.enumerated().map { (.expertDelta, UInt32($0.element), versions[$0.offset], rt.trainer.experts[$0.offset].parameters) }
-        for (kind, expert, version, parameters) in parts {
-            let lengthAt = offset
-            offset += 4
-            let size = try encodeDelta(rt: rt, kind: kind, expert: expert, version: version, parameters: parameters,
-                                       into: UnsafeMutableRawBufferPointer(rebasing: out[offset...]))
-            offset = lengthAt
-            put(size, 4)
-            offset += size
-        }
-        return offset
-    }
-
-    /// Quantises (stochastic rounding: unbiased deltas) and encodes one part's delta.
-    func encodeDelta(rt: EdgeRuntime, kind: PartKind, expert: UInt32?, version: UInt64, parameters: [Parameter],
-                     into out: UnsafeMutableRawBufferPointer) throws(EdgeError) -> Int {
-        let dtype = settings.updateDType
-        var entries: [TensorEntry] = []
-        var offset = 0
-        for p in parameters {
-            let delta = Tensor<Float>(shape: p.shape, borrowing: rt.deltaScratch)
-            p.delta(into: delta)
-            let q = QuantizedTensor(dtype: dtype, shape: p.shape, borrowing: rt.encodeScratch.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset)
-            Quantizer.quantizeStochastic(delta, into: q, random: &random)
-            entries.append(TensorEntry.standard(dtype: dtype, shape: p.shape))
-            offset += q.byteCount
-        }
-        let scratch = UnsafeMutableRawBufferPointer(rebasing: rt.encodeScratch[offset...])
-        do throws(WireError) {
-            return try Container.encode(kind: kind, expertId: expert, modelVersion: version, tensors: entries,
-                                        payload: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.encodeScratch)[0..<offset]),
-                                        codec: .zstd, compressor: rt.compressor, scratch: scratch, into: out)
-        } catch {
-            throw .protocolViolation("encoding an update: \(error.message)")
-        }
     }
 
     /// Retries `body` with exponential backoff (0.5 s doubling to 10 s) on network errors, timeouts

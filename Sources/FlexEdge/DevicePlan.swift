@@ -64,11 +64,13 @@ public struct DevicePlan: Equatable {
     }
 
     /// The network buffers, in carving order: download buffer (one container), report body, encode
-    /// scratch (one part's quantised payload), delta scratch (the largest fp32 tensor).
+    /// scratch (one part's quantised delta and its shuffle scratch, or the extractor decoded in the
+    /// storage dtype), delta scratch (the largest fp32 tensor).
     static func networkBuffers(_ c: MoEConfig, storage: DType, update: DType, kc: Int) -> [Int] {
         let largestTensor = (extractorShapes(c) + c.expertShapes).map { $0.count }.max()!
         let largestUpdatePayload = max(payloadBytes(shapes: extractorShapes(c), update), payloadBytes(shapes: c.expertShapes, update))
-        return [maxDownload(c, storage) + 1024, maxReport(c, kc: kc, update), largestUpdatePayload * 2, 4 * largestTensor]
+        let scratch = max(2 * largestUpdatePayload, payloadBytes(shapes: extractorShapes(c), storage))
+        return [maxDownload(c, storage) + 1024, maxReport(c, kc: kc, update), scratch, 4 * largestTensor]
     }
 
     /// Derives the largest k_c (then the largest batch, then warm slots) that fit `budget`.
