@@ -76,7 +76,7 @@ if !embedded {
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "FlexServerTests", dependencies: ["FlexServer", "FlexWire", "FlexTensor", "FlexAssign"]),
+        .testTarget(name: "FlexServerTests", dependencies: ["FlexServer", "FlexWire", "FlexTensor", "FlexAssign", "FlexModel", "flexmoe-server"]),
         .target(name: "FlexTestSupport", dependencies: ["FlexTensor", "FlexWire"]),
         .testTarget(name: "FlexAssignTests", dependencies: ["FlexAssign"]),
         .testTarget(name: "FlexModelTests", dependencies: ["FlexModel", "FlexData", "FlexTensor", "FlexTestSupport"]),

@@ -150,12 +150,18 @@ public struct StreamingAggregator: Sendable {
     public func apply(to model: inout GlobalModel, round: UInt64) -> (extractor: Bool, experts: [Int]) {
         var changed: [Int] = []
         if extractorWeight > 0 {
-            for i in 0..<model.extractor.count { model.extractor[i] += Float(extractorSum[i] / extractorWeight) }
+            for i in 0..<model.extractor.count {
+                let v = model.extractor[i] + Float(extractorSum[i] / extractorWeight)
+                if v.isFinite && abs(v) <= GlobalModel.maxMagnitude { model.extractor[i] = v }
+            }
             model.extractorVersion = round
         }
         for e in 0..<config.experts where expertWeight[e] > 0 {
             let w = expertWeight[e]
-            for i in 0..<model.experts[e].count { model.experts[e][i] += Float(expertSum[e][i] / w) }
+            for i in 0..<model.experts[e].count {
+                let v = model.experts[e][i] + Float(expertSum[e][i] / w)
+                if v.isFinite && abs(v) <= GlobalModel.maxMagnitude { model.experts[e][i] = v }
+            }
             model.expertVersions[e] = round
             changed.append(e)
         }

@@ -226,12 +226,15 @@ public final class Coordinator: @unchecked Sendable {
         return promise.futureResult
     }
 
-    /// Lock held: wakes the long polls whose condition holds now.
-    func wakeLocked() {
+    /// Lock held: takes the long polls whose condition holds now; the caller completes them
+    /// after unlocking (their callbacks may run at once and take the lock again).
+    func wakeLocked() -> [EventLoopPromise<Void>] {
+        var out: [EventLoopPromise<Void>] = []
         for (k, w) in waiters where round != w.after || phase == .finished {
             waiters.removeValue(forKey: k)
-            w.promise.succeed(())
+            out.append(w.promise)
         }
+        return out
     }
 
     // MARK: downloads
@@ -325,8 +328,8 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     func openRoundIfReady() {
-        lock.withLock {
-            guard phase == .waiting, completedRound < config.rounds, active.count >= config.minClients else { return }
+        let wake: [EventLoopPromise<Void>] = lock.withLock {
+            guard phase == .waiting, completedRound < config.rounds, active.count >= config.minClients else { return [] }
             let ids = active.sorted()
             let E = config.experts
             let capacity = ids.map { min(clients[$0]?.kc ?? 1, E) }
@@ -361,14 +364,15 @@ public final class Coordinator: @unchecked Sendable {
                                        "objective": "\(result.objective)", "deadline_s": "\(config.roundDeadline)"]
             if result.relaxed { md["relaxed"] = "\(result.relaxation.map(\.description).joined(separator: "; "))" }
             logger.info("round open", metadata: md)
-            wakeLocked()
+            return wakeLocked()
         }
+        for p in wake { p.succeed(()) }
     }
 
     func closeRoundIfDue(force: Bool) {
-        lock.withLock {
-            guard phase == .open else { return }
-            guard force && reported.count >= assignment.count || Date() >= deadline || reported.count >= assignment.count else { return }
+        let wake: [EventLoopPromise<Void>] = lock.withLock {
+            guard phase == .open else { return [] }
+            guard Date() >= deadline || reported.count >= assignment.count else { return [] }
             let duration = Date().timeIntervalSince(openedAt)
             let r = UInt64(round)
             let changed = aggregator.apply(to: &model, round: r)
@@ -414,8 +418,9 @@ public final class Coordinator: @unchecked Sendable {
             assignment = [:]
             reported = []
             phase = completedRound >= config.rounds ? .finished : .waiting
-            wakeLocked()
+            return wakeLocked()
         }
+        for p in wake { p.succeed(()) }
     }
 
     // MARK: operator endpoints

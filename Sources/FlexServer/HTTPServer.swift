@@ -173,7 +173,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .head(let h):
             guardHandler.headSeen()
             head = h; route = nil; identity = nil; body = []; discard = false; expected = 0
-            requestBytes = 64 + h.uri.utf8.count + h.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+            requestBytes = 64 + h.uri.utf8.count + h.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }  // ≈ head bytes
             do throws(ProtocolError) { try begin(h) } catch {
                 coordinator.count(error)
                 discard = true
@@ -202,6 +202,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Checks that need only the head: path, method, token, Content-Length against the limit.
     func begin(_ h: HTTPRequestHead) throws(ProtocolError) {
+        if requestBytes - 64 + 16 > FlexHTTPServer.maxHeadBytes { throw .headerTooLarge("request line and headers exceed 8 KiB") }
         if h.headers.contains(name: "Transfer-Encoding") { throw .badRequest("chunked request bodies are not accepted") }
         let lengths = h.headers["Content-Length"]
         if lengths.count > 1 { throw .badRequest("more than one Content-Length") }

@@ -46,6 +46,9 @@ public struct GlobalModel: Sendable, Equatable {
                            expertVersions: [UInt64](repeating: 0, count: config.experts))
     }
 
+    /// Largest accepted |value| in a container (weights and deltas alike).
+    public static let maxMagnitude: Float = 1e6
+
     // MARK: containers
 
     /// Encodes fp32 values of `shapes` (flat, in order) as a container in `dtype`.
@@ -120,6 +123,7 @@ public struct GlobalModel: Sendable, Equatable {
             }
         }
         for x in values where !x.isFinite { throw .invalidUpdate("the update holds NaN or Inf values") }
+        for x in values where abs(x) > maxMagnitude { throw .invalidUpdate("a value of magnitude above \(maxMagnitude)") }
         return (header, values)
     }
 

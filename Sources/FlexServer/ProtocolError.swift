@@ -12,6 +12,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
     case notAssigned(String)
     case roundClosed(String)
     case tooLarge(String)
+    case headerTooLarge(String)
     case invalidUpdate(String)
     case notReady(String)
 
@@ -24,6 +25,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .methodNotAllowed: 405
         case .staleVersion, .duplicate, .notAssigned, .roundClosed: 409
         case .tooLarge: 413
+        case .headerTooLarge: 431
         case .invalidUpdate: 422
         case .notReady: 503
         }
@@ -40,7 +42,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .duplicate: "duplicate"
         case .notAssigned: "not_assigned"
         case .roundClosed: "round_closed"
-        case .tooLarge: "too_large"
+        case .tooLarge, .headerTooLarge: "too_large"
         case .invalidUpdate: "invalid_update"
         case .notReady: "not_ready"
         }
@@ -50,7 +52,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         switch self {
         case .badRequest(let m), .unauthorized(let m), .forbidden(let m), .notFound(let m),
              .methodNotAllowed(let m), .staleVersion(let m), .duplicate(let m), .notAssigned(let m),
-             .roundClosed(let m), .tooLarge(let m), .invalidUpdate(let m), .notReady(let m):
+             .roundClosed(let m), .tooLarge(let m), .headerTooLarge(let m), .invalidUpdate(let m), .notReady(let m):
             return m
         }
     }

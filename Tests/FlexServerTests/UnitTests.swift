@@ -1,0 +1,105 @@
+import FlexModel
+import FlexTensor
+import FlexWire
+import Foundation
+import Testing
+@testable import FlexServer
+
+@Suite struct ServerUnitTests {
+    @Test func sha256Vectors() {
+        #expect(SHA256.hex(Array("".utf8)) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1000)).count == 64)
+    }
+
+    @Test func configDefaultsAndErrors() throws {
+        let c = try ServerConfig.parse(Data("{}".utf8))
+        #expect(c == ServerConfig())
+        let d = try ServerConfig.parse(Data(#"{"experts": 4, "min_clients": 3, "expert_weighting": "samples"}"#.utf8))
+        #expect(d.experts == 4 && d.minClients == 3 && !d.weightByUsage)
+        #expect(throws: ServerError.self) { try ServerConfig.parse(Data(#"{"expert": 4}"#.utf8)) }
+        #expect(throws: ServerError.self) { try ServerConfig.parse(Data(#"{"beta": 2}"#.utf8)) }
+        #expect(throws: ServerError.self) { try ServerConfig.parse(Data(#"{"storage_dtype": "int4"}"#.utf8)) }
+    }
+
+    @Test func checkpointRoundTrip() throws {
+        let cfg = MoEConfig(inputDim: 6, hidden: 4, expertHidden: 5, classes: 3, experts: 3)
+        var m = GlobalModel.initial(config: cfg, seed: 3)
+        m.expertVersions[1] = 7
+        m.extractorVersion = 2
+        let b = m.checkpoint(round: 9)
+        let (back, round) = try GlobalModel.load(checkpoint: b, config: cfg)
+        #expect(round == 9)
+        #expect(back == m)
+        #expect(try OfflineAggregation.config(ofCheckpoint: b) == cfg)
+        var bad = b
+        bad[bad.count / 2] ^= 0x40
+        #expect(throws: (any Error).self) { try GlobalModel.load(checkpoint: bad, config: cfg) }
+    }
+
+    /// Weighted means of fp32 deltas, experts by usage, extractor by |D_c|; untouched experts stay.
+    @Test func streamingAggregatorWeightedMean() throws {
+        let cfg = MoEConfig(inputDim: 6, hidden: 4, expertHidden: 5, classes: 3, experts: 3)
+        var model = GlobalModel.initial(config: cfg, seed: 1)
+        let before = model
+        var b = ReportBuilder(config: cfg, dtype: .fp32)
+        func report(client: Int, value: Float, usage: Int) throws -> ValidatedReport {
+            let body = ReportFrame.encode(
+                fields: ReportBuilder.fields(client: client, samples: 10, experts: [0], usage: [usage]),
+                containers: [b.delta(kind: .extractorDelta, expert: nil, version: 0, value: value),
+                             b.delta(kind: .expertDelta, expert: 0, version: 0, value: value)])
+            return try body.withUnsafeBytes { p in
+                let (f, r) = try ReportValidator.fields(p)
+                return try ReportValidator.validate(p, fields: f, containers: r, model: cfg, extractorVersion: 0,
+                                                    expertVersions: [0, 0, 0], assigned: [0], decompressor: ZstdDecompressor())
+            }
+        }
+        var agg = StreamingAggregator(config: cfg)
+        agg.fold(try report(client: 1, value: 1, usage: 3), extractorWeight: 10, expertWeights: [3])
+        agg.fold(try report(client: 2, value: 2, usage: 1), extractorWeight: 30, expertWeights: [1])
+        let changed = agg.apply(to: &model, round: 1)
+        #expect(changed.experts == [0] && changed.extractor)
+        #expect(abs(model.extractor[0] - before.extractor[0] - 1.75) < 1e-5)   // (10·1 + 30·2)/40
+        #expect(abs(model.experts[0][0] - before.experts[0][0] - 1.25) < 1e-5) // (3·1 + 1·2)/4
+        #expect(model.experts[1] == before.experts[1] && model.expertVersions == [1, 0, 0])
+
+        // clipping: a delta of norm ‖1‖·√n is scaled to the clip norm
+        var clip = StreamingAggregator(config: cfg, clipNorm: 0.5)
+        var m2 = before
+        clip.fold(try report(client: 1, value: 1, usage: 3), extractorWeight: 10, expertWeights: [3])
+        clip.apply(to: &m2, round: 1)
+        let n = Float(cfg.expertParameterCount)
+        #expect(abs(m2.experts[0][0] - before.experts[0][0] - 0.5 / n.squareRoot()) < 1e-5)
+        #expect(clip.clipped == 2)
+    }
+
+    @Test func validatorRejects() throws {
+        let cfg = MoEConfig(inputDim: 6, hidden: 4, expertHidden: 5, classes: 3, experts: 3)
+        var b = ReportBuilder(config: cfg, dtype: .fp32)
+        func check(_ body: [UInt8], assigned: [Int] = [0]) -> ProtocolError? {
+            body.withUnsafeBytes { p -> ProtocolError? in
+                do throws(ProtocolError) {
+                    let (f, r) = try ReportValidator.fields(p)
+                    _ = try ReportValidator.validate(p, fields: f, containers: r, model: cfg, extractorVersion: 0,
+                                                     expertVersions: [0, 0, 0], assigned: assigned, decompressor: ZstdDecompressor())
+                    return nil
+                } catch { return error }
+            }
+        }
+        let f = ReportBuilder.fields(client: 1, samples: 10, experts: [0])
+        let x = b.delta(kind: .extractorDelta, expert: nil, version: 0)
+        let good = ReportFrame.encode(fields: f, containers: [x, b.delta(kind: .expertDelta, expert: 0, version: 0)])
+        #expect(check(good) == nil)
+        #expect(check(Array(good.dropLast(3)))?.status == 400)
+        #expect(check(ReportFrame.encode(fields: f, containers: [x, b.delta(kind: .expertDelta, expert: 0, version: 0, value: .nan)]))?.code == "invalid_update")
+        #expect(check(ReportFrame.encode(fields: f, containers: [x, b.delta(kind: .expertDelta, expert: 0, version: 5)]))?.code == "stale_version")
+        #expect(check(ReportFrame.encode(fields: f, containers: [x, [UInt8](repeating: 7, count: 100)]))?.status == 422)
+        #expect(check(ReportFrame.encode(fields: f, containers: [x, x]))?.status == 422)
+        #expect(check(good, assigned: [1])?.code == "not_assigned")
+        let wrongShape: ReportBuilder = ReportBuilder(config: MoEConfig(inputDim: 6, hidden: 4, expertHidden: 6, classes: 3, experts: 3), dtype: .fp32)
+        var ws = wrongShape
+        #expect(check(ReportFrame.encode(fields: f, containers: [x, ws.delta(kind: .expertDelta, expert: 0, version: 0)]))?.status == 422)
+    }
+}
