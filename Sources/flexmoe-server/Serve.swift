@@ -17,6 +17,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Override the config's state directory.")
     var stateDir: String?
 
+    @Flag(help: "Exit when standard input reaches end of file (a supervising parent process died).")
+    var exitOnStdinEof = false
+
     func run() throws {
         var c: ServerConfig
         do { c = try ServerConfig.load(path: config) } catch {
@@ -28,6 +31,12 @@ struct ServeCommand: ParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "flexmoe.server")
         logger.logLevel = .info
+        if exitOnStdinEof {
+            Thread.detachNewThread {
+                while let _ = readLine(strippingNewline: false) {}
+                Foundation.exit(0)
+            }
+        }
         let coordinator = try Coordinator(config: c, logger: logger)
         let server = try FlexHTTPServer(coordinator: coordinator, host: c.listenHost, port: c.port)
         try StateStore(dir: c.stateDir, keep: c.keepCheckpoints).writePort(server.port)

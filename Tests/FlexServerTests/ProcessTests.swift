@@ -71,7 +71,7 @@ enum Harness {
     @Test(.timeLimit(.minutes(2))) func roundEndToEnd() throws {
         let env = try Harness.setUp("e2e", devices: 3)
         let server = try Harness.start(env)
-        defer { server.kill9() }
+        defer { server.kill9(); try? FileManager.default.removeItem(atPath: env.dir) }
         let clients = env.tokens.map { ProtocolClient(port: server.port, token: $0) }
         var ids: [Int] = []
         for c in clients {
@@ -140,7 +140,7 @@ enum Harness {
     @Test(.timeLimit(.minutes(2))) func malformedRequests() throws {
         let env = try Harness.setUp("bad", devices: 2)
         let server = try Harness.start(env)
-        defer { server.kill9() }
+        defer { server.kill9(); try? FileManager.default.removeItem(atPath: env.dir) }
         let a = ProtocolClient(port: server.port, token: env.tokens[0])
         let b = ProtocolClient(port: server.port, token: env.tokens[1])
         let ida = Int(try a.register(kc: 2, samples: 120).message!["client_id"]!)!
@@ -226,7 +226,7 @@ enum Harness {
         server.kill9()   // mid-round: one of two reports in
 
         server = try Harness.start(env, log: "server2.log")
-        defer { server.kill9() }
+        defer { server.kill9(); try? FileManager.default.removeItem(atPath: env.dir) }
         let st = try Harness.status(server.port)
         #expect(st["completed_round"] as? Int == 1 && st["round"] as? Int == 1 && st["state"] as? String == "waiting")
         let again = env.tokens.map { ProtocolClient(port: server.port, token: $0) }
@@ -247,5 +247,60 @@ enum Harness {
         #expect(state.contains("\"completed_round\":2") && state.contains("\"fitness\":{\""))
         let log = DurableFile.lines(env.dir + "/state/rounds.log")
         #expect(log.count == 2)
+    }
+}
+
+@Suite struct CommandTests {
+    /// `flexmoe-server aggregate`: reports and a bare container folded into a new checkpoint,
+    /// a stale one skipped; the result equals the weighted mean.
+    @Test func aggregateCommand() throws {
+        let dir = Harness.tempDir("agg")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cfg = MoEConfig()
+        let base = GlobalModel.initial(config: cfg, seed: 5)
+        try DurableFile.writeAtomically(base.checkpoint(round: 3), to: dir + "/base.fxck")
+        try FileManager.default.createDirectory(atPath: dir + "/updates", withIntermediateDirectories: true)
+        var b = ReportBuilder(config: cfg, dtype: .fp32)
+        func report(_ v: Float, samples: Int, usage: Int) -> [UInt8] {
+            ReportFrame.encode(fields: ReportBuilder.fields(client: 1, samples: samples, experts: [2], usage: [usage]),
+                               containers: [b.delta(kind: .extractorDelta, expert: nil, version: 0, value: v),
+                                            b.delta(kind: .expertDelta, expert: 2, version: 0, value: v)])
+        }
+        try Data(report(1, samples: 10, usage: 1)).write(to: URL(fileURLWithPath: dir + "/updates/a.fxrp"))
+        try Data(report(4, samples: 30, usage: 3)).write(to: URL(fileURLWithPath: dir + "/updates/b.fxrp"))
+        try Data(b.delta(kind: .expertDelta, expert: 5, version: 0, value: 0.5)).write(to: URL(fileURLWithPath: dir + "/updates/c.fxw"))
+        try Data(b.delta(kind: .expertDelta, expert: 5, version: 9, value: 0.5)).write(to: URL(fileURLWithPath: dir + "/updates/d.fxw"))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Harness.binary())
+        p.arguments = ["aggregate", "--base", dir + "/base.fxck", "--updates", dir + "/updates", "--out", dir + "/new.fxck"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        p.waitUntilExit()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 0)
+        #expect(out.contains("\"updates\": 3") && out.contains("stale_version"))
+        let (m, round) = try GlobalModel.load(checkpoint: DurableFile.read(dir + "/new.fxck")!, config: cfg)
+        #expect(round == 4)
+        #expect(abs(m.extractor[0] - base.extractor[0] - 3.25) < 1e-4)      // (10·1 + 30·4)/40
+        #expect(abs(m.experts[2][0] - base.experts[2][0] - 3.25) < 1e-4)     // (1·1 + 3·4)/4
+        #expect(abs(m.experts[5][0] - base.experts[5][0] - 0.5) < 1e-4)
+        #expect(m.experts[0] == base.experts[0] && m.expertVersions == [0, 0, 4, 0, 0, 4, 0, 0])
+    }
+
+    @Test func partitionCommand() throws {
+        let dir = Harness.tempDir("part")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Harness.binary())
+        p.arguments = ["partition", "--clients", "4", "--scheme", "dirichlet", "--alpha", "0.5", "--out", dir]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(out.contains("\"shards\": 4"))
+        for i in 0..<4 { #expect(FileManager.default.fileExists(atPath: dir + "/client-\(i).shard")) }
     }
 }
