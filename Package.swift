@@ -34,9 +34,13 @@ var targets: [Target] = [
     .executableTarget(
         name: "flexmoe-edge", dependencies: ["FlexEdge", "FlexTensor", "FlexWire", "FlexModel", "FlexData", "CFlexSystem"],
         swiftSettings: boardSettings),
+    .executableTarget(
+        name: "flexmoe-memprof", dependencies: ["FlexEdge", "FlexModel", "FlexTensor", "CFlexSystem"],
+        swiftSettings: boardSettings),
 ]
 var products: [Product] = [
     .executable(name: "flexmoe-edge", targets: ["flexmoe-edge"]),
+    .executable(name: "flexmoe-memprof", targets: ["flexmoe-memprof"]),
 ]
 var dependencies: [Package.Dependency] = []
 

@@ -233,3 +233,12 @@ long long csys_tcp_recv(int fd, void *buffer, size_t capacity, int timeout_ms) {
 }
 
 void csys_close(int fd) { if (fd >= 0) close(fd); }
+
+int csys_reset_peak_rss(void) {
+    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) { last_errno = errno; return -1; }
+    ssize_t n = write(fd, "5", 1);
+    if (n != 1) last_errno = errno;
+    close(fd);
+    return n == 1 ? 0 : -1;
+}

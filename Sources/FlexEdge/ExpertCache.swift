@@ -22,6 +22,8 @@ public final class ExpertCache {
     }
 
     public let entries: [TensorEntry]
+    /// Bytes of one slot: the expert's payload, rounded up to the arena alignment so every slot starts
+    /// aligned (and slots x slotBytes is exactly what the arena books).
     public let slotBytes: Int
     public let slotCount: Int
     private let memory: UnsafeMutablePointer<UInt8>
@@ -29,14 +31,14 @@ public final class ExpertCache {
     public private(set) var counters = Counters()
 
     /// Bytes the cache takes for `slots` experts of `config` stored as `dtype`.
-    public static func bytes(layout: ExpertLayout, slots: Int) -> Int { Arena.rounded(layout.payloadBytes * slots) }
+    public static func bytes(layout: ExpertLayout, slots: Int) -> Int { Arena.rounded(layout.payloadBytes) * slots }
 
     public init(layout: ExpertLayout, slots: Int, arena: Arena) throws(ArenaError) {
         precondition(slots >= 1)
         self.entries = layout.entries
-        self.slotBytes = layout.payloadBytes
+        self.slotBytes = Arena.rounded(layout.payloadBytes)
         self.slotCount = slots
-        self.memory = try arena.allocate(UInt8.self, count: layout.payloadBytes * slots, component: "expert cache")
+        self.memory = try arena.allocate(UInt8.self, count: slotBytes * slots, component: MemoryComponent.expertCache.rawValue)
         self.slots = [Entry?](repeating: nil, count: slots)
     }
 
@@ -72,10 +74,12 @@ public final class ExpertCache {
         return victim
     }
 
-    /// The raw bytes of a slot, to decode a container into.
+    /// The payload bytes of a slot, to decode a container into.
     public func slotBuffer(_ slot: Int) -> UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(start: memory + slot * slotBytes, count: slotBytes)
+        UnsafeMutableRawBufferPointer(start: memory + slot * slotBytes, count: payloadBytes)
     }
+
+    public var payloadBytes: Int { entries.reduce(0) { $0 + $1.payloadBytes } }
 
     /// Records that `slot` now holds `expert` at `version` (its payload verified by the decoder).
     public func commit(slot: Int, expert: Int, version: UInt64, fetchedBytes: Int, round: Int) {

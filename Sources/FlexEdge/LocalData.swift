@@ -7,6 +7,9 @@ import FlexTensor
 public enum DataSource: Equatable {
     case synthetic(client: Int, seed: UInt64, alpha: Double, beta: Double)
     case shard(path: String)
+    /// Gaussian features with labels from a random linear map (y = argmax(x·W)), for model shapes the
+    /// synthetic generator does not produce (profiling, benchmarks).
+    case random(rows: Int, dim: Int, classes: Int, seed: UInt64)
 
     public static func parse(_ text: String) throws(EdgeError) -> DataSource {
         let prefix = "synthetic:"
@@ -50,6 +53,24 @@ public enum DataSource: Equatable {
             var random = FlexRandom(seed: seed &+ UInt64(client) &* 7919)
             let (train, test) = Partitioner.trainTestSplit(Array(0..<all.count), testFraction: 0.2, random: &random)
             return ClientShard(client: client, train: all.subset(train), test: all.subset(test))
+        case .random(let rows, let dim, let classes, let seed):
+            var random = FlexRandom(seed: seed)
+            let all = Dataset(count: rows, dim: dim, classes: classes)
+            var w = [Float](repeating: 0, count: dim * classes)
+            for i in 0..<w.count { w[i] = Float(random.nextGaussian()) }
+            for r in 0..<rows {
+                var best = 0
+                var bestScore = -Float.infinity
+                for j in 0..<dim { all.features[r * dim + j] = Float(random.nextGaussian()) }
+                for k in 0..<classes {
+                    var score: Float = 0
+                    for j in 0..<dim { score += all.features[r * dim + j] * w[j * classes + k] }
+                    if score > bestScore { bestScore = score; best = k }
+                }
+                all.labels[r] = Int32(best)
+            }
+            let split = rows - rows / 5
+            return ClientShard(client: 0, train: all.subset(Array(0..<split)), test: all.subset(Array(split..<rows)))
         case .shard(let path):
             do throws(DataError) {
                 return try ShardFile.read(path)

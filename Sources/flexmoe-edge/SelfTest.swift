@@ -1,3 +1,5 @@
+import FlexEdge
+import FlexModel
 import FlexTensor
 import FlexWire
 
@@ -18,6 +20,7 @@ enum SelfTest {
             for dtype in DType.allCases {
                 try containerRoundTrip(dtype, compressor: compressor, decompressor: decompressor)
             }
+            try training()
         } catch {
             Console.error("selftest FAILED: \(error.message)")
             return 1
@@ -68,6 +71,15 @@ enum SelfTest {
         // Outputs are O(0.1); the kernels only reorder sums.
         if worst > 1e-5 { throw Failure(message: "SIMD kernels differ from the scalar reference by \(Format.fixed(Double(worst), 8))") }
         Console.out("  kernels     fp32/fp16/int8 GEMM vs scalar reference: max |diff| \(Format.fixed(Double(worst), 8))")
+    }
+
+    /// Both models (mlp and conv extractor) train a few epochs here; their losses must fall.
+    static func training() throws(Failure) {
+        let r = ModelSelfCheck.run()
+        Console.out("  training    mlp loss \(Format.fixed(Double(r.mlp.0), 3)) -> \(Format.fixed(Double(r.mlp.1), 3)), conv loss \(Format.fixed(Double(r.conv.0), 3)) -> \(Format.fixed(Double(r.conv.1), 3))")
+        if !(r.mlp.1 < 0.8 * r.mlp.0) || !(r.conv.1 < r.conv.0) {
+            throw Failure(message: "local training did not reduce the loss")
+        }
     }
 
     static func containerRoundTrip(_ dtype: DType, compressor: borrowing ZstdCompressor,

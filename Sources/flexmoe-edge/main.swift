@@ -1,4 +1,5 @@
 import CFlexSystem
+import FlexEdge
 
 /// flexmoe-edge: the FlexMoE device runtime. Embedded-clean: argv is parsed by hand.
 let usage = """

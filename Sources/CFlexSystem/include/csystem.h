@@ -36,6 +36,8 @@ const char *csys_last_error(void);
 /// -1 when unavailable.
 long long csys_peak_rss_bytes(void);
 long long csys_current_rss_bytes(void);
+/// Resets VmHWM to the current RSS (Linux: "5" into /proc/self/clear_refs); 0 on success.
+int csys_reset_peak_rss(void);
 
 /// Sleep for a number of milliseconds (returns early on a signal).
 void csys_sleep_ms(int ms);
