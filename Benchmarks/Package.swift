@@ -8,6 +8,7 @@ let package = Package(
     dependencies: [
         .package(name: "FlexMoE", path: ".."),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .executableTarget(
@@ -18,6 +19,8 @@ let package = Package(
                 .product(name: "FlexAssign", package: "FlexMoE"),
                 .product(name: "FlexModel", package: "FlexMoE"),
                 .product(name: "FlexData", package: "FlexMoE"),
+                .product(name: "FlexServer", package: "FlexMoE"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.unsafeFlags(["-Ounchecked", "-wmo"])]),

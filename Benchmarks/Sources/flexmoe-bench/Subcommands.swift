@@ -6,4 +6,5 @@ let benchSubcommands: [any ParsableCommand.Type] = [
     TrainBench.self,
     QuantBench.self,
     ZstdBench.self,
+    ServerBench.self,
 ]
