@@ -209,6 +209,8 @@ public final class Coordinator: @unchecked Sendable {
         return m.encoded()
     }
 
+    public var currentRound: Int { lock.withLock { round } }
+
     /// Long poll: completes when the round differs from `after`, the training finished, or
     /// `wait` seconds passed; then the caller asks `roundMessage` again.
     public func waitForRound(after: Int, wait: Int, on loop: EventLoop) -> EventLoopFuture<Void> {

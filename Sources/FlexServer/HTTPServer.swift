@@ -241,7 +241,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .round(let client, let wait, let after):
                 let id = identity!
                 _ = try coordinator.roundMessage(id, named: client)
-                if wait > 0, let a = after {
+                if wait > 0 {
+                    let a = after ?? coordinator.currentRound
                     responding = true
                     let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                     coordinator.waitForRound(after: a, wait: wait, on: context.eventLoop).whenComplete { _ in

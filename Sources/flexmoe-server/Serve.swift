@@ -31,6 +31,10 @@ struct ServeCommand: ParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "flexmoe.server")
         logger.logLevel = .info
+        // A parent may have spawned us with signals blocked; SIGTERM/SIGINT must stop the server.
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
         if exitOnStdinEof {
             Thread.detachNewThread {
                 while let _ = readLine(strippingNewline: false) {}
