@@ -66,6 +66,7 @@ struct ServerBench: ParsableCommand {
         let group = DispatchGroup()
         let stats = Stats()
         let port = server.port
+        let pid = server.pid
         let start = Date()
         for i in 0..<clients {
             group.enter()
@@ -84,7 +85,7 @@ struct ServerBench: ParsableCommand {
                         if let msg = r.message, msg["state"] == "open" { m = msg; break }
                     }
                     guard let round = m else { stats.fail("round never opened"); return }
-                    stats.opened()
+                    if stats.opened() == 1 { stats.rssAtOpen = currentRSSKiB(pid) }
                     let experts = (try? round.intList("assigned")) ?? []
                     gate.wait()
                     _ = try c.request("GET", "/v1/extractor")
@@ -121,7 +122,8 @@ struct ServerBench: ParsableCommand {
             "round_seconds": Bench.round(last["duration_s"] as? Double ?? -1), "participants": last["participants"] ?? 0,
             "wall_seconds": Bench.round(wall), "requests": s.requests,
             "requests_per_second": Bench.round(Double(s.requests) / wall, 1),
-            "server_peak_rss_mib": Bench.round(Double(rss) / 1024, 1), "server_idle_rss_mib": Bench.round(Double(rssIdle) / 1024, 1),
+            "server_peak_rss_mib": Bench.round(Double(rss) / 1024, 1),
+            "server_rss_at_open_mib": Bench.round(Double(stats.rssAtOpen) / 1024, 1), "server_idle_rss_mib": Bench.round(Double(rssIdle) / 1024, 1),
             "bytes_in": last["bytes_in"] ?? 0, "load_cv": last["load_cv"] ?? -1,
         ]
         Bench.emit(out)
@@ -146,13 +148,23 @@ struct ServerBench: ParsableCommand {
     }
 }
 
+/// VmRSS of a process, in KiB.
+func currentRSSKiB(_ pid: Int32) -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    for line in s.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
+    }
+    return 0
+}
+
 final class Stats: @unchecked Sendable {
     let lock = NSLock()
     var done = 0, failures = 0, requests = 0, openedCount = 0
     var firstFailure = ""
     func fail(_ s: String) { lock.lock(); failures += 1; if firstFailure.isEmpty { firstFailure = s }; lock.unlock() }
     func done(requests r: Int) { lock.lock(); done += 1; requests += r; lock.unlock() }
-    func opened() { lock.lock(); openedCount += 1; lock.unlock() }
+    func opened() -> Int { lock.lock(); defer { lock.unlock() }; openedCount += 1; return openedCount }
+    var rssAtOpen = 0
     func snapshot() -> (done: Int, failures: Int, requests: Int, firstFailure: String) {
         lock.lock(); defer { lock.unlock() }
         return (done, failures, requests, firstFailure)
