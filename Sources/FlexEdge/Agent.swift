@@ -47,7 +47,9 @@ public final class EdgeAgent {
         var config = MoEConfig()
         var localEpochs = 1
         var batch = 32
-        var learningRate: Float = 0.05
+        var learningRate: Float = TrainingOptions.federated.learningRate
+        var momentum: Float = TrainingOptions.federated.momentum
+        var gradientClip: Float = TrainingOptions.federated.gradientClip
         var fitness = FitnessVariant.accuracy
         var updateDType = DType.int8Block
     }
@@ -69,8 +71,9 @@ public final class EdgeAgent {
         runtime = nil  // free the old arena before carving a new one
         let rt = try EdgeRuntime(plan: plan, shard: shard)
         rt.gate.initialise(random: &random)
-        rt.trainer.options = TrainingOptions(learningRate: settings.learningRate, momentum: 0.9, weightDecay: 0,
-                                             batchSize: plan.batch, epochs: settings.localEpochs, fitness: settings.fitness)
+        rt.trainer.options = TrainingOptions(learningRate: settings.learningRate, momentum: settings.momentum, weightDecay: 0,
+                                             batchSize: plan.batch, epochs: settings.localEpochs, fitness: settings.fitness,
+                                             gradientClip: settings.gradientClip)
         runtime = rt
         extractorVersion = nil
         log("memory plan: budget \(Format.bytes(plan.budget)), arena \(Format.bytes(plan.book.total)), k_c \(plan.kc) (+\(plan.warmSlots) warm), batch \(plan.batch), \(options.storage.name) experts")
@@ -140,6 +143,8 @@ public final class EdgeAgent {
                 s.localEpochs = try reply.int("local_epochs", in: 1...1000)
                 s.batch = try reply.int("batch", in: 1...1 << 16)
                 s.learningRate = Float(try reply.real("learning_rate"))
+                if reply["momentum"] != nil { s.momentum = Float(try reply.real("momentum")) }
+                if reply["gradient_clip"] != nil { s.gradientClip = Float(try reply.real("gradient_clip")) }
                 let alpha = Float((try? reply.real("alpha_loss")) ?? 1)
                 s.fitness = reply["fitness"] == "loss" ? .loss(alpha: alpha) : .accuracy
                 guard let update = DType.named(try reply.string("update_dtype")) else { throw MessageError.badValue("update_dtype", reply["update_dtype"] ?? "") }
@@ -152,6 +157,7 @@ public final class EdgeAgent {
             }
             let changed = s.config != settings.config || s.batch != settings.batch || s.updateDType != settings.updateDType
                 || s.localEpochs != settings.localEpochs || s.learningRate != settings.learningRate
+                || s.momentum != settings.momentum || s.gradientClip != settings.gradientClip
             settings = s
             if !changed {
                 log("registered as client \(clientId) with \(options.server.host):\(options.server.port): k_c \(plan.kc), \(shard.train.count) samples")

@@ -369,6 +369,7 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
     /// Applies one SGD step (momentum, weight decay) to every active parameter.
     public func update() {
         let lr = options.learningRate, mu = options.momentum, wd = options.weightDecay
+        if options.gradientClip > 0 { clipGradients(to: options.gradientClip) }
         for p in extractor.parameters { p.sgdStep(learningRate: lr, momentum: mu, weightDecay: wd) }
         gateW.sgdStep(learningRate: lr, momentum: mu, weightDecay: wd)
         gateB.sgdStep(learningRate: lr, momentum: mu, weightDecay: wd)
@@ -451,6 +452,24 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
             start += rows
         }
         return (Float(lossSum / Double(n)), Float(correct) / Float(n))
+    }
+
+    /// Scales every trained parameter's gradient so that their global L2 norm is at most `limit`.
+    func clipGradients(to limit: Float) {
+        var active = extractor.parameters + [gateW, gateB]
+        for s in 0..<activeSlots { active += experts[s].parameters }
+        var sum: Float = 0
+        for p in active {
+            let g = p.grad.ptr
+            for i in 0..<p.count { sum += g[i] * g[i] }
+        }
+        let norm = sum.squareRoot()
+        guard norm > limit else { return }
+        let scale = limit / norm
+        for p in active {
+            let g = p.grad.ptr
+            for i in 0..<p.count { g[i] *= scale }
+        }
     }
 
     /// Marks every parameter's current value as the downloaded one (deltas start from here).

@@ -1,5 +1,5 @@
 import FlexData
-import FlexModel
+@testable import FlexModel
 import FlexTensor
 import Foundation
 import Testing
@@ -160,4 +160,32 @@ func convTrainerInArena() throws {
     let arena = try Arena(capacity: plan.total)
     _ = make(.arena(arena))
     #expect(arena.ledger.map(\.bytes) == plan.entries.map(\.bytes) && arena.used == plan.total)
+}
+
+@Test("gradient clipping bounds the global gradient norm of a step, and leaves small gradients alone")
+func gradientClipping() {
+    let c = MoEConfig(inputDim: 10, hidden: 8, expertHidden: 12, classes: 3, experts: 4, topK: 2)
+    var random = FlexRandom(seed: 9)
+    let data = SyntheticGenerator(dim: 10, classes: 3, maxSamples: 200, seed: 3).device(0)
+    for limit: Float in [0.01, 1000] {
+        let t = LocalTrainer(config: c, capacity: 2, maxBatch: 16, options: TrainingOptions(gradientClip: limit))
+        t.extractor.initialise(random: &random)
+        for e in t.experts { e.initialise(random: &random) }
+        t.assign([0, 1])
+        t.forward(data.features.ptr, labels: data.labels.ptr, rows: 16, gradient: true)
+        t.backward(data.features.ptr, rows: 16)
+        func norm() -> Float {
+            var s: Float = 0
+            for p in t.allParameters { for i in 0..<p.count { s += p.grad[i] * p.grad[i] } }
+            return s.squareRoot()
+        }
+        let before = norm()
+        t.clipGradients(to: limit)
+        let after = norm()
+        if before > limit {
+            #expect(abs(after - limit) <= 1e-3 * limit, "clipped to \(after), limit \(limit)")
+        } else {
+            #expect(after == before)
+        }
+    }
 }
