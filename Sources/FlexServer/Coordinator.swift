@@ -23,8 +23,8 @@ public final class Coordinator: @unchecked Sendable {
     var completedRound = 0
     var round = 0
     var phase = Phase.waiting
-    var fitness: FitnessMatrix
-    var history: LoadHistory
+    /// Q, the load history and the assignment of a round: the same logic the simulator runs.
+    var planner: RoundPlanner
     var loadHistory: [[Int]] = []
 
     // registry
@@ -74,19 +74,19 @@ public final class Coordinator: @unchecked Sendable {
         self.logger = logger
         store = try StateStore(dir: config.stateDir, keep: config.keepCheckpoints)
         tokens = TokenFile(path: config.resolvedTokenFile)
-        fitness = FitnessMatrix(experts: config.experts, beta: Float(config.beta))
-        history = LoadHistory(experts: config.experts)
+        planner = RoundPlanner(experts: config.experts, beta: Float(config.beta), epsilon: config.epsilon,
+                               solver: SolverKind(rawValue: config.solver) ?? .flex, seed: config.seed)
         aggregator = StreamingAggregator(config: config.model, clipNorm: config.clipNorm)
         if let (s, m) = try store.load(config: config) {
             model = m
             completedRound = s.completedRound
             round = s.completedRound
             // Restore Q exactly: with β = 1 an update sets the value.
-            fitness.beta = 1
-            for (c, pairs) in s.fitness { fitness.update(client: c, scores: pairs.map { (expert: $0.0, score: $0.1) }) }
-            fitness.beta = Float(config.beta)
+            planner.fitness.beta = 1
+            for (c, pairs) in s.fitness { planner.fitness.update(client: c, scores: pairs.map { (expert: $0.0, score: $0.1) }) }
+            planner.fitness.beta = Float(config.beta)
             loadHistory = s.loadHistory
-            for l in s.loadHistory where l.count == config.experts { history.record(load: l) }
+            for l in s.loadHistory where l.count == config.experts { planner.close(assignedLoad: l) }
             logger.info("resumed", metadata: ["completed_round": "\(completedRound)", "checkpoint": "\(s.checkpoint)"])
         } else {
             model = GlobalModel.initial(config: config.model, seed: config.seed)
@@ -94,7 +94,7 @@ public final class Coordinator: @unchecked Sendable {
         for c in store.loadClients() {
             clients[c.id] = c
             byHash[c.tokenHash] = c.id
-            fitness.addClient(c.id)
+            planner.fitness.addClient(c.id)
         }
         if completedRound >= config.rounds { phase = .finished }
     }
@@ -161,7 +161,7 @@ public final class Coordinator: @unchecked Sendable {
                 if clients[cid] == nil { logger.info("registered", metadata: ["client": "\(cid)", "name": "\(id.name)", "kc": "\(kc)", "samples": "\(samples)"]) }
                 clients[cid] = r
                 byHash[id.hash] = cid
-                fitness.addClient(cid)
+                planner.fitness.addClient(cid)
             }
             markActive(cid)
             return r
@@ -306,8 +306,7 @@ public final class Coordinator: @unchecked Sendable {
             let weights = r.experts.indices.map { config.weightByUsage ? Double(r.usage[$0]) : samples }
             aggregator.fold(r, extractorWeight: samples, expertWeights: weights)
             for (i, e) in r.experts.enumerated() { reportedLoad[e] += r.usage[i] }
-            let scores = r.experts.indices.map { (expert: r.experts[$0], score: Float(r.fitness[$0])) }
-            fitness.update(client: c, scores: scores)
+            planner.record(client: c, experts: r.experts, fitness: r.fitness)
             roundLoss += r.loss
             roundAccuracy += r.accuracy
             reported.insert(c)
@@ -336,17 +335,9 @@ public final class Coordinator: @unchecked Sendable {
             let E = config.experts
             let capacity = ids.map { min(clients[$0]?.kc ?? 1, E) }
             let sizes = ids.map { clients[$0]?.samples ?? 1 }
-            let bounds = LoadBounds.fairShare(capacity: capacity, dataSize: sizes, experts: E, slack: config.epsilon,
-                                              shift: history.shift)
-            let inst = AssignmentInstance(clients: ids.count, experts: E, fitness: fitness.matrix(for: ids), capacity: capacity,
-                                          dataSize: sizes, lower: bounds.lower, upper: bounds.upper)
-            var options = SolveOptions()
-            options.seed = config.seed &+ UInt64(round + 1)
-            let kind = SolverKind(rawValue: config.solver) ?? .flex
-            let result: AssignmentResult
-            do { result = try Assigner.solve(inst, solver: kind, options: options) } catch {
+            let (result, failure) = planner.assign(round: round + 1, clients: ids, capacity: capacity, dataSize: sizes)
+            if let error = failure {
                 logger.error("assignment failed, using round-robin", metadata: ["error": "\(error)"])
-                result = try! Assigner.solve(inst, solver: .roundRobin, options: options)
             }
             round += 1
             phase = .open
@@ -385,7 +376,7 @@ public final class Coordinator: @unchecked Sendable {
                 strikes[c, default: 0] += 1
                 if strikes[c]! >= config.maxStrikes { active.remove(c) }
             }
-            history.record(load: assignedLoad)
+            planner.close(assignedLoad: assignedLoad)
             loadHistory.append(assignedLoad)
             completedRound = round
             let metrics = LoadMetrics(load: assignedLoad)
@@ -401,9 +392,11 @@ public final class Coordinator: @unchecked Sendable {
                          "experts_updated": changed.experts, "extractor_updated": changed.extractor]
             let line = String(decoding: (try? JSONSerialization.data(withJSONObject: lastRound, options: [.sortedKeys])) ?? Data(), as: UTF8.self)
             var q: [Int: [(Int, Float)]] = [:]
-            for c in fitness.clientIDs {
+            for c in planner.fitness.clientIDs {
                 var pairs: [(Int, Float)] = []
-                for e in 0..<config.experts where fitness.isMeasured(client: c, expert: e) { pairs.append((e, fitness.value(client: c, expert: e)!)) }
+                for e in 0..<config.experts where planner.fitness.isMeasured(client: c, expert: e) {
+                    pairs.append((e, planner.fitness.value(client: c, expert: e)!))
+                }
                 if !pairs.isEmpty { q[c] = pairs }
             }
             let state = PersistedState(completedRound: completedRound, checkpoint: StateStore.checkpointName(completedRound),
