@@ -19,7 +19,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var roundDeadline = 60.0
     public var localEpochs = 1
     public var batch = 32
-    public var learningRate = 0.05
+    public var learningRate = Double(TrainingOptions.federated.learningRate)
+    public var momentum = Double(TrainingOptions.federated.momentum)
+    public var gradientClip = Double(TrainingOptions.federated.gradientClip)
     // assignment and fitness
     public var beta = 0.3
     public var alphaLoss = 1.0
@@ -45,7 +47,7 @@ public struct ServerConfig: Sendable, Equatable {
 
     static let keys: [String] = [
         "input_dim", "hidden", "expert_hidden", "classes", "experts", "topk", "rounds", "min_clients",
-        "round_deadline_s", "local_epochs", "batch", "learning_rate", "beta", "alpha_loss", "epsilon",
+        "round_deadline_s", "local_epochs", "batch", "learning_rate", "momentum", "gradient_clip", "beta", "alpha_loss", "epsilon",
         "fitness", "solver", "expert_weighting", "clip_norm", "storage_dtype", "update_dtype",
         "max_report_bytes", "listen_host", "port", "state_dir", "token_file", "keep_checkpoints", "seed",
         "max_strikes",
@@ -110,6 +112,8 @@ public struct ServerConfig: Sendable, Equatable {
         try real("round_deadline_s", &c.roundDeadline, min: 0.1)
         try int("local_epochs", &c.localEpochs, min: 1); try int("batch", &c.batch, min: 1)
         try real("learning_rate", &c.learningRate); try real("beta", &c.beta)
+        try real("momentum", &c.momentum); try real("gradient_clip", &c.gradientClip)
+        if c.momentum >= 1 { throw ServerError.config("'momentum' must be in [0, 1)") }
         if !(c.beta > 0 && c.beta <= 1) { throw ServerError.config("'beta' must be in (0, 1]") }
         try real("alpha_loss", &c.alphaLoss); try real("epsilon", &c.epsilon)
         try str("fitness", &c.fitness, ["accuracy", "loss"])

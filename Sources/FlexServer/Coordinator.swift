@@ -178,6 +178,8 @@ public final class Coordinator: @unchecked Sendable {
         m.set("local_epochs", config.localEpochs)
         m.set("batch", config.batch)
         m.set("learning_rate", String(config.learningRate))
+        m.set("momentum", String(config.momentum))
+        m.set("gradient_clip", String(config.gradientClip))
         m.set("fitness", config.fitness)
         m.set("alpha_loss", String(config.alphaLoss))
         m.set("update_dtype", config.update.name)
