@@ -88,6 +88,7 @@ if !embedded {
         .testTarget(name: "FlexDataTests", dependencies: ["FlexData", "FlexTensor", "FlexTestSupport"]),
         .testTarget(name: "FlexTensorTests", dependencies: ["FlexTensor", "FlexTestSupport"]),
         .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTensor", "FlexTestSupport"]),
+        .testTarget(name: "FlexSimulationTests", dependencies: ["FlexServer", "FlexEdge", "FlexAssign", "FlexModel"]),
     ]
 }
 

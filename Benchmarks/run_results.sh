@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Reproduces every number and plot of docs/RESULTS.md (release build; about 5 minutes on 2 cores).
+#   Benchmarks/run_results.sh [OUT_DIR]       (default: results-out; the plots are also copied to docs/results/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-results-out}
+swift build -c release --scratch-path .build-sim-release --product flexmoe-server
+BIN=.build-sim-release/release/flexmoe-server
+[ -f Benchmarks/data/digits.csv ] || python3 Benchmarks/make_digits_csv.py Benchmarks/data/digits.csv
+
+run() {  # name, then simulate flags
+    local name=$1; shift
+    local start=$SECONDS
+    "$BIN" simulate "$@" --seeds 1,2,3 --rounds 40 --capacity boards --out "$OUT/$name" --quiet | tee "$OUT/$name.txt"
+    echo "$name: $((SECONDS - start)) s" | tee -a "$OUT/times.txt"
+    mkdir -p "docs/results/$name"
+    cp "$OUT/$name"/*.svg "$OUT/$name/summary.json" "docs/results/$name/"
+}
+mkdir -p "$OUT"
+: > "$OUT/times.txt"
+run synthetic-dirichlet --dataset synthetic --split dirichlet:0.3 --clients 64 --experts 16
+run synthetic-classes2  --dataset synthetic --split classes:2     --clients 64 --experts 16
+run digits-dirichlet    --dataset csv:Benchmarks/data/digits.csv --split dirichlet:0.3 --clients 32 --experts 8
+run digits-classes2     --dataset csv:Benchmarks/data/digits.csv --split classes:2     --clients 32 --experts 8

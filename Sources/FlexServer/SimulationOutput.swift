@@ -1,0 +1,365 @@
+import Foundation
+
+/// What `flexmoe-server simulate` writes into `--out`: rounds.csv, summary.json and SVG plots
+/// (drawn by hand, no plotting library).
+public enum SimulationOutput {
+    public static let csvColumns = [
+        "strategy", "seed", "round", "test_accuracy", "train_loss", "train_accuracy", "load_cv", "max_over_mean",
+        "relaxation_steps", "bytes_up_per_client", "bytes_down_per_client", "bytes_per_client", "seconds", "expert_load",
+    ]
+
+    /// One row per strategy × seed × round; `expert_load` is the per-expert load joined with ';'.
+    public static func csv(_ rows: [SimulationRound]) -> String {
+        var s = csvColumns.joined(separator: ",") + "\n"
+        for r in rows {
+            let fields: [String] = [
+                r.strategy.rawValue, String(r.seed), String(r.round), f6(r.testAccuracy), f6(r.trainLoss), f6(r.trainAccuracy),
+                f6(r.cv), f6(r.maxOverMean), String(r.relaxationSteps), String(Int(r.bytesUp.rounded())),
+                String(Int(r.bytesDown.rounded())), String(Int(r.bytesPerClient.rounded())), String(format: "%.4f", r.seconds),
+                r.load.map(String.init).joined(separator: ";"),
+            ]
+            s += fields.joined(separator: ",") + "\n"
+        }
+        return s
+    }
+
+    // MARK: summary
+
+    public struct Stat: Sendable {
+        public var mean: Double
+        public var std: Double
+        public var values: [Double]
+        /// Mean and sample standard deviation (n − 1; 0 for one value).
+        public init(_ v: [Double]) {
+            values = v
+            mean = v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count)
+            if v.count > 1 {
+                let m = mean
+                std = (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(v.count - 1)).squareRoot()
+            } else { std = 0 }
+        }
+        var json: [String: Any] { ["mean": num(mean), "std": num(std), "values": values.map(num)] }
+    }
+
+    public struct StrategySummary: Sendable {
+        public var strategy: SimulationStrategy
+        /// Test accuracy of the last round, per seed.
+        public var finalAccuracy: Stat
+        /// First round whose test accuracy reaches the target, over the seeds that reached it.
+        public var roundsToTarget: Stat
+        public var reachedTarget: Int
+        public var seeds: Int
+        /// Load CV averaged over the rounds, per seed.
+        public var meanCV: Stat
+        public var finalCV: Stat
+        public var meanMaxOverMean: Stat
+        /// Bytes per client per round (up + down), averaged over the rounds, per seed.
+        public var bytesPerRound: Stat
+        public var bytesUp: Stat
+        public var bytesDown: Stat
+        public var secondsPerRound: Stat
+    }
+
+    public static func target(_ rows: [SimulationRound], settings: SimulationSettings) -> Double {
+        if let t = settings.targetAccuracy { return t }
+        let best = settings.strategies.map { s in
+            Stat(finalRows(rows, s).map(\.testAccuracy)).mean
+        }.filter { $0.isFinite }.max() ?? 0
+        return (0.9 * best * 100).rounded(.down) / 100
+    }
+
+    static func finalRows(_ rows: [SimulationRound], _ s: SimulationStrategy) -> [SimulationRound] {
+        let mine = rows.filter { $0.strategy == s }
+        let last = mine.map(\.round).max() ?? 0
+        return mine.filter { $0.round == last }
+    }
+
+    public static func summarise(_ rows: [SimulationRound], settings: SimulationSettings, target: Double) -> [StrategySummary] {
+        settings.strategies.map { s in
+            let mine = rows.filter { $0.strategy == s }
+            let seeds = settings.seeds.filter { seed in mine.contains { $0.seed == seed } }
+            func perSeed(_ f: ([SimulationRound]) -> Double?) -> [Double] {
+                seeds.compactMap { seed in f(mine.filter { $0.seed == seed }.sorted { $0.round < $1.round }) }
+            }
+            func avg(_ rs: [SimulationRound], _ k: (SimulationRound) -> Double) -> Double {
+                rs.map(k).reduce(0, +) / Double(max(rs.count, 1))
+            }
+            let reached = perSeed { rs in rs.first { $0.testAccuracy >= target }.map { Double($0.round) } }
+            return StrategySummary(
+                strategy: s,
+                finalAccuracy: Stat(perSeed { $0.last?.testAccuracy }),
+                roundsToTarget: Stat(reached), reachedTarget: reached.count, seeds: seeds.count,
+                meanCV: Stat(perSeed { avg($0, \.cv) }),
+                finalCV: Stat(perSeed { $0.last?.cv }),
+                meanMaxOverMean: Stat(perSeed { avg($0, \.maxOverMean) }),
+                bytesPerRound: Stat(perSeed { avg($0, \.bytesPerClient) }),
+                bytesUp: Stat(perSeed { avg($0, \.bytesUp) }),
+                bytesDown: Stat(perSeed { avg($0, \.bytesDown) }),
+                secondsPerRound: Stat(perSeed { avg($0, \.seconds) }))
+        }
+    }
+
+    public static func summaryJSON(_ rows: [SimulationRound], settings s: SimulationSettings, samples: Int, features: Int,
+                                   classes: Int, command: String? = nil) -> String {
+        let t = target(rows, settings: s)
+        var strategies: [String: Any] = [:]
+        for x in summarise(rows, settings: s, target: t) {
+            strategies[x.strategy.rawValue] = [
+                "final_accuracy": x.finalAccuracy.json,
+                "rounds_to_target": x.roundsToTarget.json,
+                "reached_target": x.reachedTarget,
+                "seeds": x.seeds,
+                "mean_cv": x.meanCV.json,
+                "final_cv": x.finalCV.json,
+                "mean_max_over_mean": x.meanMaxOverMean.json,
+                "bytes_per_round": x.bytesPerRound.json,
+                "bytes_up_per_round": x.bytesUp.json,
+                "bytes_down_per_round": x.bytesDown.json,
+                "seconds_per_round": x.secondsPerRound.json,
+            ]
+        }
+        var o: [String: Any] = [
+            "dataset": s.dataset.name, "split": s.split.name, "clients": s.clients, "experts": s.experts,
+            "capacity": s.capacity.name, "rounds": s.rounds, "local_epochs": s.localEpochs,
+            "fitness": { if case .loss = s.fitness { return "loss" } else { return "accuracy" } }(),
+            "seeds": s.seeds.map { Int($0) }, "strategies_run": s.strategies.map(\.rawValue),
+            "target_accuracy": t, "target_accuracy_given": s.targetAccuracy != nil,
+            "samples": samples, "features": features, "classes": classes,
+            "test_fraction": s.testFraction, "batch": s.batch, "learning_rate": Double(s.learningRate),
+            "epsilon": s.epsilon, "beta": s.beta, "storage_dtype": s.storage.name, "update_dtype": s.update.name,
+            "metrics": [
+                "final_accuracy": "mean over devices of the local test accuracy after the last round's local training",
+                "rounds_to_target": "first round whose accuracy >= target_accuracy, over the seeds that reached it",
+                "mean_cv": "expert-load CV (std/mean of the assigned loads) averaged over the rounds",
+                "bytes_per_round": "bytes per client per round: report body up + containers down (HTTP heads excluded)",
+                "std": "sample standard deviation over seeds",
+            ],
+            "strategies": strategies,
+        ]
+        if let c = command { o["command"] = c }
+        let data = (try? JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    /// Writes rounds.csv, summary.json and the plots; returns the paths written.
+    @discardableResult
+    public static func write(_ rows: [SimulationRound], settings: SimulationSettings, samples: Int, features: Int, classes: Int,
+                             to dir: String, command: String? = nil) throws -> [String] {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var files: [(String, String)] = [
+            ("rounds.csv", csv(rows)),
+            ("summary.json", summaryJSON(rows, settings: settings, samples: samples, features: features, classes: classes,
+                                         command: command)),
+        ]
+        let title = "\(settings.dataset.name), \(settings.split.name), \(settings.clients) clients, E=\(settings.experts), k_c \(settings.capacity.name)"
+        files.append(("accuracy.svg", SVGPlot.accuracy(rows, strategies: settings.strategies, title: title,
+                                                        target: target(rows, settings: settings))))
+        let balanced = settings.strategies.filter { $0 != .fedavgDense }
+        if !balanced.isEmpty {
+            files.append(("load_cv.svg", SVGPlot.loadCV(rows, strategies: balanced, title: title)))
+        }
+        for s in balanced {
+            let seed = settings.seeds[0]
+            let mine = rows.filter { $0.strategy == s && $0.seed == seed }.sorted { $0.round < $1.round }
+            if !mine.isEmpty {
+                files.append(("heatmap_\(s.rawValue).svg", SVGPlot.heatmap(mine, title: "\(s.rawValue) (seed \(seed)): \(title)")))
+            }
+        }
+        var paths: [String] = []
+        for (name, text) in files {
+            let p = (dir as NSString).appendingPathComponent(name)
+            try text.write(toFile: p, atomically: true, encoding: .utf8)
+            paths.append(p)
+        }
+        return paths
+    }
+
+    static func f6(_ x: Double) -> String { x.isFinite ? String(format: "%.6f", x) : "nan" }
+    static func num(_ x: Double) -> Any { x.isFinite ? x : NSNull() }
+}
+
+/// Hand-written SVG line charts and heatmaps.
+public enum SVGPlot {
+    static let width = 760.0, height = 440.0
+    static let left = 70.0, right = 170.0, top = 46.0, bottom = 56.0
+    static let colours: [SimulationStrategy: String] = [
+        .flex: "#d62728", .greedy: "#1f77b4", .random: "#2ca02c", .fedavgDense: "#7f7f7f",
+    ]
+
+    static func esc(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+    static func n(_ x: Double) -> String { String(format: "%.1f", x) }
+
+    static func header(_ title: String, w: Double = width, h: Double = height) -> String {
+        """
+        <?xml version="1.0" encoding="UTF-8"?>
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="Helvetica, Arial, sans-serif" font-size="12">
+        <rect x="0" y="0" width="\(Int(w))" height="\(Int(h))" fill="white"/>
+        <text x="\(n(w / 2))" y="22" text-anchor="middle" font-size="14" font-weight="bold">\(esc(title))</text>
+
+        """
+    }
+
+    /// Per strategy: mean over seeds per round; min–max over seeds as a band.
+    struct Series { var strategy: SimulationStrategy; var rounds: [Int]; var mean: [Double]; var lo: [Double]; var hi: [Double] }
+
+    static func series(_ rows: [SimulationRound], _ strategies: [SimulationStrategy], _ value: (SimulationRound) -> Double) -> [Series] {
+        strategies.compactMap { s in
+            let mine = rows.filter { $0.strategy == s }
+            let rounds = Array(Set(mine.map(\.round))).sorted()
+            if rounds.isEmpty { return nil }
+            var mean: [Double] = [], lo: [Double] = [], hi: [Double] = []
+            for r in rounds {
+                let v = mine.filter { $0.round == r }.map(value)
+                mean.append(v.reduce(0, +) / Double(v.count)); lo.append(v.min()!); hi.append(v.max()!)
+            }
+            return Series(strategy: s, rounds: rounds, mean: mean, lo: lo, hi: hi)
+        }
+    }
+
+    static func chart(_ series: [Series], title: String, yLabel: String, yMin: Double, yMax: Double, log: Bool,
+                      target: Double? = nil) -> String {
+        let pw = width - left - right, ph = height - top - bottom
+        let maxRound = series.flatMap(\.rounds).max() ?? 1
+        func x(_ r: Int) -> Double { left + pw * (maxRound > 1 ? Double(r - 1) / Double(maxRound - 1) : 0.5) }
+        func ty(_ v: Double) -> Double { log ? log10(max(v, yMin)) : v }
+        let a = ty(yMin), b = ty(yMax)
+        func y(_ v: Double) -> Double { top + ph * (1 - (min(max(ty(v), a), b) - a) / max(b - a, 1e-12)) }
+        var s = header(title)
+        s += "<g id=\"axes\" stroke=\"#333\" stroke-width=\"1\">\n"
+        s += "<line x1=\"\(n(left))\" y1=\"\(n(top + ph))\" x2=\"\(n(left + pw))\" y2=\"\(n(top + ph))\"/>\n"
+        s += "<line x1=\"\(n(left))\" y1=\"\(n(top))\" x2=\"\(n(left))\" y2=\"\(n(top + ph))\"/>\n</g>\n"
+        // y ticks
+        var ticks: [(Double, String)] = []
+        if log {
+            var e = Int(a.rounded(.down))
+            while Double(e) <= b + 1e-9 { ticks.append((pow(10, Double(e)), e >= 0 ? String(Int(pow(10, Double(e)))) : "1e\(e)")); e += 1 }
+        } else {
+            let step = niceStep((yMax - yMin) / 5)
+            var v = (yMin / step).rounded(.up) * step
+            while v <= yMax + 1e-9 { ticks.append((v, String(format: step < 0.1 ? "%.2f" : "%.1f", v))); v += step }
+        }
+        s += "<g id=\"yticks\" font-size=\"11\">\n"
+        for (v, label) in ticks {
+            s += "<line x1=\"\(n(left))\" y1=\"\(n(y(v)))\" x2=\"\(n(left + pw))\" y2=\"\(n(y(v)))\" stroke=\"#e4e4e4\"/>"
+            s += "<text x=\"\(n(left - 6))\" y=\"\(n(y(v) + 4))\" text-anchor=\"end\">\(label)</text>\n"
+        }
+        s += "</g>\n<g id=\"xticks\" font-size=\"11\">\n"
+        let xstep = max(1, Int(niceStep(Double(maxRound) / 8)))
+        var r = 1
+        while r <= maxRound {
+            s += "<line x1=\"\(n(x(r)))\" y1=\"\(n(top + ph))\" x2=\"\(n(x(r)))\" y2=\"\(n(top + ph + 4))\" stroke=\"#333\"/>"
+            s += "<text x=\"\(n(x(r)))\" y=\"\(n(top + ph + 17))\" text-anchor=\"middle\">\(r)</text>\n"
+            r = r == 1 && xstep > 1 ? xstep : r + xstep
+        }
+        s += "</g>\n"
+        s += "<text x=\"\(n(left + pw / 2))\" y=\"\(n(height - 14))\" text-anchor=\"middle\">round</text>\n"
+        s += "<text transform=\"translate(18 \(n(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\">\(esc(yLabel))</text>\n"
+        if let t = target {
+            s += "<line x1=\"\(n(left))\" y1=\"\(n(y(t)))\" x2=\"\(n(left + pw))\" y2=\"\(n(y(t)))\" stroke=\"#555\" stroke-dasharray=\"5 4\"/>"
+            s += "<text x=\"\(n(left + pw - 4))\" y=\"\(n(y(t) - 5))\" text-anchor=\"end\" font-size=\"11\" fill=\"#555\">target \(String(format: "%.2f", t))</text>\n"
+        }
+        for ser in series {
+            let c = colours[ser.strategy] ?? "#000"
+            if ser.lo != ser.hi {
+                let upper = zip(ser.rounds, ser.hi).map { "\(n(x($0))),\(n(y($1)))" }
+                let lower = zip(ser.rounds, ser.lo).reversed().map { "\(n(x($0))),\(n(y($1)))" }
+                s += "<polygon class=\"band\" points=\"\((upper + lower).joined(separator: " "))\" fill=\"\(c)\" fill-opacity=\"0.15\" stroke=\"none\"/>\n"
+            }
+            let pts = zip(ser.rounds, ser.mean).map { "\(n(x($0))),\(n(y($1)))" }.joined(separator: " ")
+            s += "<polyline class=\"series\" data-strategy=\"\(ser.strategy.rawValue)\" points=\"\(pts)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>\n"
+        }
+        // legend
+        s += "<g id=\"legend\">\n"
+        for (i, ser) in series.enumerated() {
+            let ly = top + 10 + Double(i) * 20
+            let c = colours[ser.strategy] ?? "#000"
+            s += "<line x1=\"\(n(left + pw + 16))\" y1=\"\(n(ly))\" x2=\"\(n(left + pw + 40))\" y2=\"\(n(ly))\" stroke=\"\(c)\" stroke-width=\"3\"/>"
+            s += "<text x=\"\(n(left + pw + 46))\" y=\"\(n(ly + 4))\">\(ser.strategy.rawValue)</text>\n"
+        }
+        let note = series.contains { $0.lo != $0.hi } ? "line: mean over seeds; band: min–max" : "one seed"
+        s += "<text x=\"\(n(left + pw + 16))\" y=\"\(n(top + 14 + Double(series.count) * 20))\" font-size=\"10\" fill=\"#555\">\(esc(note))</text>\n"
+        s += "</g>\n</svg>\n"
+        return s
+    }
+
+    static func niceStep(_ raw: Double) -> Double {
+        guard raw > 0 else { return 1 }
+        let p = pow(10, (log10(raw)).rounded(.down))
+        let f = raw / p
+        return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p
+    }
+
+    public static func accuracy(_ rows: [SimulationRound], strategies: [SimulationStrategy], title: String, target: Double?) -> String {
+        let ser = series(rows, strategies, \.testAccuracy)
+        let lo = ser.flatMap(\.lo).min() ?? 0, hi = ser.flatMap(\.hi).max() ?? 1
+        let yMin = max(0, (lo * 10).rounded(.down) / 10), yMax = min(1, (hi * 10).rounded(.up) / 10)
+        return chart(ser, title: "Test accuracy — " + title, yLabel: "mean local test accuracy", yMin: yMin,
+                     yMax: max(yMax, yMin + 0.1), log: false, target: target)
+    }
+
+    public static func loadCV(_ rows: [SimulationRound], strategies: [SimulationStrategy], title: String) -> String {
+        let ser = series(rows, strategies, \.cv)
+        let positive = ser.flatMap { $0.lo + $0.hi }.filter { $0 > 0 }
+        let lo = max(positive.min() ?? 1e-3, 1e-4), hi = max(positive.max() ?? 1, lo * 10)
+        return chart(ser, title: "Expert-load CV — " + title, yLabel: "load CV (std/mean), log scale",
+                     yMin: pow(10, log10(lo).rounded(.down)), yMax: pow(10, log10(hi).rounded(.up)), log: true)
+    }
+
+    /// Expert × round: load / fair share (W/E) of one run, colour from white (0) through yellow (1)
+    /// to dark red (≥ 3).
+    public static func heatmap(_ rows: [SimulationRound], title: String) -> String {
+        let E = rows.first?.load.count ?? 1, R = rows.count
+        let cellW = min(24.0, 560.0 / Double(max(R, 1))), cellH = min(22.0, 320.0 / Double(max(E, 1)))
+        let pw = cellW * Double(R), ph = cellH * Double(E)
+        let w = left + pw + 150, h = top + ph + bottom + 10
+        var s = header("Expert load / fair share — " + title, w: max(w, 640), h: h)
+        s += "<g id=\"cells\">\n"
+        for (j, r) in rows.enumerated() {
+            let mean = Double(r.load.reduce(0, +)) / Double(max(E, 1))
+            for e in 0..<E {
+                let v = mean > 0 ? Double(r.load[e]) / mean : 0
+                s += "<rect x=\"\(n(left + Double(j) * cellW))\" y=\"\(n(top + Double(e) * cellH))\" width=\"\(n(cellW))\" height=\"\(n(cellH))\" fill=\"\(colour(v))\"><title>round \(r.round), expert \(e): \(String(format: "%.2f", v))×</title></rect>\n"
+            }
+        }
+        s += "</g>\n<g id=\"labels\" font-size=\"10\">\n"
+        let ystep = max(1, E / 16)
+        for e in stride(from: 0, to: E, by: ystep) {
+            s += "<text x=\"\(n(left - 6))\" y=\"\(n(top + (Double(e) + 0.5) * cellH + 3))\" text-anchor=\"end\">\(e)</text>\n"
+        }
+        let xstep = max(1, Int(SVGPlot.niceStep(Double(R) / 10)))
+        for (j, r) in rows.enumerated() where r.round == 1 || r.round % xstep == 0 {
+            s += "<text x=\"\(n(left + (Double(j) + 0.5) * cellW))\" y=\"\(n(top + ph + 14))\" text-anchor=\"middle\">\(r.round)</text>\n"
+        }
+        s += "</g>\n"
+        s += "<text x=\"\(n(left + pw / 2))\" y=\"\(n(top + ph + 34))\" text-anchor=\"middle\">round</text>\n"
+        s += "<text transform=\"translate(24 \(n(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\">expert</text>\n"
+        // colour bar
+        s += "<g id=\"colorbar\" font-size=\"10\">\n"
+        let bx = left + pw + 30, bh = max(ph, 100)
+        for i in 0..<30 {
+            let v = 3 * (1 - Double(i) / 30)
+            s += "<rect x=\"\(n(bx))\" y=\"\(n(top + bh * Double(i) / 30))\" width=\"14\" height=\"\(n(bh / 30 + 0.5))\" fill=\"\(colour(v))\"/>"
+        }
+        for v in [0.0, 1, 2, 3] {
+            s += "<text x=\"\(n(bx + 20))\" y=\"\(n(top + bh * (1 - v / 3) + 4))\">\(v == 3 ? "≥3" : String(Int(v)))×</text>\n"
+        }
+        s += "</g>\n</svg>\n"
+        return s
+    }
+
+    static func colour(_ v: Double) -> String {
+        // stops: 0 white, 1 yellow-orange, 3 dark red
+        let stops: [(Double, (Double, Double, Double))] = [(0, (255, 255, 255)), (0.5, (255, 237, 160)), (1, (254, 178, 76)),
+                                                           (2, (227, 26, 28)), (3, (103, 0, 13))]
+        let x = min(max(v, 0), 3)
+        var k = 0
+        while k < stops.count - 2 && x > stops[k + 1].0 { k += 1 }
+        let (x0, c0) = stops[k], (x1, c1) = stops[k + 1]
+        let t = (x - x0) / (x1 - x0)
+        func mix(_ a: Double, _ b: Double) -> Int { Int((a + (b - a) * t).rounded()) }
+        return String(format: "#%02x%02x%02x", mix(c0.0, c1.0), mix(c0.1, c1.1), mix(c0.2, c1.2))
+    }
+}

@@ -1,0 +1,149 @@
+import ArgumentParser
+import FlexModel
+import FlexServer
+import FlexTensor
+import Foundation
+
+/// `flexmoe-server simulate`: federated rounds with in-process devices running the trainer, the
+/// round planner, the report validator and the streaming aggregator (docs/RESULTS.md).
+struct SimulateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate",
+        abstract: "Simulate federated FLEX-MoE rounds with in-process devices; write rounds.csv, summary.json and SVG plots.")
+
+    @Option(help: "synthetic | synthetic:α,β | csv:PATH | idx:IMAGES[,LABELS] | cifar:FILE[,FILE...]|DIR")
+    var dataset = "synthetic"
+    @Option(help: "iid | dirichlet:α | classes:k")
+    var split = "dirichlet:0.3"
+    @Option(help: "Number of devices.")
+    var clients = 32
+    @Option(help: "Experts E.")
+    var experts = 8
+    @Option(help: "k_c of every device, or 'boards' (each device a board profile drawn at random: k_c 2, 4, 8 or 16, capped at E).")
+    var capacity = "2"
+    @Option(help: "Rounds.")
+    var rounds = 20
+    @Option(help: "Local epochs per round.")
+    var localEpochs = 1
+    @Option(help: "Comma list of: flex, greedy, random, fedavg-dense.")
+    var strategy = "flex,greedy,random,fedavg-dense"
+    @Option(help: "Fitness: accuracy | loss (s = exp(-α_L·ℓ), α_L = --alpha-loss).")
+    var fitness = "accuracy"
+    @Option(help: "α_L of the loss fitness.")
+    var alphaLoss: Float = 1
+    @Option(help: "Seed (one run per strategy).")
+    var seed: UInt64 = 1
+    @Option(help: "Comma list of seeds (repeated runs; overrides --seed).")
+    var seeds: String?
+    @Option(help: "Output directory.")
+    var out = "sim-out"
+    @Option(help: "Rounds-to-target threshold (default: 0.9 × the best strategy's mean final accuracy, rounded down to 0.01).")
+    var targetAccuracy: Double?
+    @Option(help: "Held-out fraction of each device's samples (its local test set).")
+    var testFraction = 0.2
+    @Option(help: "Local batch size.")
+    var batch = 32
+    @Option(help: "Local learning rate.")
+    var learningRate: Float = 0.05
+    @Option(help: "Slack ε of the load bounds.")
+    var epsilon = 0.012
+    @Option(help: "Dtype of downloads (device storage): fp32 | fp16 | int8-block | int8-row.")
+    var storageDtype = "int8-block"
+    @Option(help: "Dtype of uploaded deltas (stochastic rounding): fp32 | fp16 | int8-block | int8-row.")
+    var updateDtype = "int8-block"
+    @Option(help: "Expert aggregation weight: usage | samples.")
+    var expertWeighting = "usage"
+    @Option(help: "Worker threads (results do not depend on it; default: the number of cores).")
+    var threads: Int?
+    @Flag(help: "No progress line.")
+    var quiet = false
+
+    func run() throws {
+        func fail(_ s: String) -> Never {
+            FileHandle.standardError.write(Data("flexmoe-server simulate: \(s)\n".utf8))
+            Foundation.exit(2)
+        }
+        var s = SimulationSettings()
+        do throws(SimulationError) {
+            s.dataset = try SimulationDataset.parse(dataset)
+            s.split = try SimulationSplit.parse(split)
+            s.capacity = try SimulationCapacity.parse(capacity)
+        } catch { fail(error.description) }
+        guard clients >= 1, experts >= 1, rounds >= 1, localEpochs >= 1, batch >= 1 else {
+            fail("--clients, --experts, --rounds, --local-epochs and --batch must be ≥ 1")
+        }
+        s.clients = clients; s.experts = experts; s.rounds = rounds; s.localEpochs = localEpochs
+        var strategies: [SimulationStrategy] = []
+        for name in strategy.split(separator: ",") {
+            guard let x = SimulationStrategy(rawValue: String(name)) else { fail("unknown strategy '\(name)' (flex, greedy, random, fedavg-dense)") }
+            if !strategies.contains(x) { strategies.append(x) }
+        }
+        guard !strategies.isEmpty else { fail("--strategy is empty") }
+        s.strategies = strategies
+        switch fitness {
+        case "accuracy": s.fitness = .accuracy
+        case "loss": s.fitness = .loss(alpha: alphaLoss)
+        default: fail("--fitness accuracy|loss")
+        }
+        if let list = seeds {
+            let parsed = list.split(separator: ",").map { UInt64($0) }
+            guard !parsed.isEmpty, parsed.allSatisfy({ $0 != nil }) else { fail("--seeds 1,2,3") }
+            s.seeds = parsed.map { $0! }
+        } else {
+            s.seeds = [seed]
+        }
+        s.targetAccuracy = targetAccuracy
+        guard testFraction >= 0 && testFraction < 1 else { fail("--test-fraction in [0, 1)") }
+        s.testFraction = testFraction
+        s.batch = batch
+        s.learningRate = learningRate
+        s.epsilon = epsilon
+        guard let st = DType.named(storageDtype), let up = DType.named(updateDtype) else { fail("unknown dtype") }
+        s.storage = st; s.update = up
+        switch expertWeighting {
+        case "usage": s.weightByUsage = true
+        case "samples": s.weightByUsage = false
+        default: fail("--expert-weighting usage|samples")
+        }
+        if let t = threads { guard t >= 1 else { fail("--threads ≥ 1") }; s.threads = t }
+
+        let sim: Simulation
+        do { sim = try Simulation(settings: s) } catch { fail("\(error)") }
+        let tty = isatty(2) != 0
+        let err = FileHandle.standardError
+        err.write(Data(("simulate: \(s.dataset.name) (\(sim.sampleCount) samples, \(sim.featureCount) features, \(sim.classCount) classes), "
+            + "split \(s.split.name), \(s.clients) clients, E=\(s.experts), k_c \(s.capacity.name), \(s.rounds) rounds × \(s.localEpochs) epochs, "
+            + "strategies \(strategies.map(\.rawValue).joined(separator: ",")), seeds \(s.seeds.map(String.init).joined(separator: ","))\n").utf8))
+        let started = Date()
+        let rows = try sim.run { p in
+            if quiet { return }
+            let r = p.round
+            let line = "[\(p.strategy.rawValue) seed \(p.seed) (\(p.seedIndex + 1)/\(p.seeds))] round \(r.round)/\(p.rounds)"
+                + "  acc \(String(format: "%.3f", r.testAccuracy))  loss \(String(format: "%.3f", r.trainLoss))"
+                + "  cv \(String(format: "%.4f", r.cv))  \(String(format: "%.1f", r.bytesPerClient / 1024)) KiB/client"
+                + "  \(String(format: "%.2f", r.seconds)) s"
+            if tty {
+                err.write(Data(("\r\u{1B}[K" + line + (r.round == p.rounds ? "\n" : "")).utf8))
+            } else {
+                err.write(Data((line + "\n").utf8))
+            }
+        }
+        let command = (["flexmoe-server"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        let paths = try SimulationOutput.write(rows, settings: s, samples: sim.sampleCount, features: sim.featureCount,
+                                               classes: sim.classCount, to: out, command: command)
+        // Table on stdout.
+        let target = SimulationOutput.target(rows, settings: s)
+        print("strategy       final acc        rounds to \(String(format: "%.2f", target))   mean load CV      KiB/client/round")
+        for x in SimulationOutput.summarise(rows, settings: s, target: target) {
+            let rt = x.reachedTarget == 0 ? "never (0/\(x.seeds))"
+                : String(format: "%.1f ± %.1f", x.roundsToTarget.mean, x.roundsToTarget.std) + (x.reachedTarget < x.seeds ? " (\(x.reachedTarget)/\(x.seeds))" : "")
+            print(x.strategy.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)
+                + String(format: " %.3f ± %.3f", x.finalAccuracy.mean, x.finalAccuracy.std).padding(toLength: 17, withPad: " ", startingAt: 0)
+                + rt.padding(toLength: 18, withPad: " ", startingAt: 0)
+                + (x.strategy == .fedavgDense ? "—".padding(toLength: 18, withPad: " ", startingAt: 0)
+                    : String(format: "%.4f ± %.4f", x.meanCV.mean, x.meanCV.std).padding(toLength: 18, withPad: " ", startingAt: 0))
+                + String(format: "%.1f ± %.1f", x.bytesPerRound.mean / 1024, x.bytesPerRound.std / 1024))
+        }
+        err.write(Data("simulate: \(String(format: "%.1f", Date().timeIntervalSince(started))) s; wrote \(paths.joined(separator: ", "))\n".utf8))
+    }
+}
