@@ -50,6 +50,8 @@ public final class Coordinator: @unchecked Sendable {
     var roundBytesIn = 0
     var roundBytesOut = 0
     var roundLoss = 0.0, roundAccuracy = 0.0
+    /// Sum and count of the devices' held-out accuracy this round (reports may omit it).
+    var roundTestAccuracy = 0.0, roundTestReports = 0
 
     // long polls
     var waiters: [Int: (after: Int, promise: EventLoopPromise<Void>)] = [:]
@@ -311,6 +313,7 @@ public final class Coordinator: @unchecked Sendable {
             planner.record(client: c, experts: r.experts, fitness: r.fitness)
             roundLoss += r.loss
             roundAccuracy += r.accuracy
+            if let t = r.testAccuracy { roundTestAccuracy += t; roundTestReports += 1 }
             reported.insert(c)
             strikes[c] = 0
             return reported.count >= assignment.count
@@ -355,6 +358,7 @@ public final class Coordinator: @unchecked Sendable {
             reportedLoad = [Int](repeating: 0, count: E)
             relaxedSteps = result.relaxation.count
             roundBytesIn = 0; roundBytesOut = 0; roundLoss = 0; roundAccuracy = 0
+            roundTestAccuracy = 0; roundTestReports = 0
             var md: Logger.Metadata = ["round": "\(round)", "clients": "\(ids.count)", "load_cv": "\(result.metrics.cv)",
                                        "objective": "\(result.objective)", "deadline_s": "\(config.roundDeadline)"]
             if result.relaxed { md["relaxed"] = "\(result.relaxation.map(\.description).joined(separator: "; "))" }
@@ -391,6 +395,7 @@ public final class Coordinator: @unchecked Sendable {
                          "reported_load_cv": reportedMetrics.cv, "bytes_in": roundBytesIn, "bytes_out": roundBytesOut,
                          "duration_s": duration, "relaxation_steps": relaxedSteps,
                          "mean_loss": roundLoss / Double(n), "mean_accuracy": roundAccuracy / Double(n),
+                         "mean_test_accuracy": roundTestReports > 0 ? roundTestAccuracy / Double(roundTestReports) : NSNull(),
                          "experts_updated": changed.experts, "extractor_updated": changed.extractor]
             let line = String(decoding: (try? JSONSerialization.data(withJSONObject: lastRound, options: [.sortedKeys])) ?? Data(), as: UTF8.self)
             var q: [Int: [(Int, Float)]] = [:]

@@ -263,6 +263,15 @@ public final class ServerProcess {
     public var pid: Int32 { process.processIdentifier }
     public var isRunning: Bool { process.isRunning }
 
+    /// Closes the server's stdin (with --exit-on-stdin-eof it shuts down cleanly), waits up to
+    /// `timeout` seconds, then SIGKILLs what is left.
+    public func stop(timeout: Double = 5) {
+        try? stdinPipe.fileHandleForWriting.close()
+        let end = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < end { usleep(20_000) }
+        kill9()
+    }
+
     /// SIGKILL, then reap.
     public func kill9() {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }

@@ -5,6 +5,6 @@ struct FlexMoEServer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flexmoe-server",
         abstract: "FlexMoE server: load-balanced expert assignment and aggregation.",
-        subcommands: [AssignCommand.self, ServeCommand.self, EnrollCommand.self, AggregateCommand.self, PartitionCommand.self, SimulateCommand.self])
+        subcommands: [AssignCommand.self, ServeCommand.self, EnrollCommand.self, AggregateCommand.self, PartitionCommand.self, SimulateCommand.self, FederateCommand.self])
 }
 FlexMoEServer.main()
