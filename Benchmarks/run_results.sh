@@ -14,7 +14,7 @@ run() {  # name, then simulate flags
     "$BIN" simulate "$@" --seeds 1,2,3 --rounds 40 --capacity boards --out "$OUT/$name" --quiet | tee "$OUT/$name.txt"
     echo "$name: $((SECONDS - start)) s" | tee -a "$OUT/times.txt"
     mkdir -p "docs/results/$name"
-    cp "$OUT/$name"/*.svg "$OUT/$name/summary.json" "docs/results/$name/"
+    cp "$OUT/$name"/{accuracy,load_cv,heatmap_flex,heatmap_greedy}.svg "$OUT/$name/summary.json" "docs/results/$name/"
 }
 mkdir -p "$OUT"
 : > "$OUT/times.txt"

@@ -152,7 +152,10 @@ public struct SimulationSettings: Sendable {
     /// Held-out fraction of each device's samples (its local test set).
     public var testFraction = 0.2
     public var batch = 32
-    public var learningRate: Float = 0.05
+    /// Local SGD: FlexModel's federated defaults (what the server sends devices).
+    public var learningRate = TrainingOptions.federated.learningRate
+    public var momentum = TrainingOptions.federated.momentum
+    public var gradientClip = TrainingOptions.federated.gradientClip
     public var hidden = 64
     public var expertHidden = 128
     public var topK = 2
@@ -323,7 +326,13 @@ public final class Simulation {
             g.initialise(random: &r)
             return g
         }
-        let options = TrainingOptions(learningRate: s.learningRate, batchSize: s.batch, epochs: s.localEpochs, fitness: s.fitness)
+        var options = TrainingOptions.federated
+        options.learningRate = s.learningRate
+        options.momentum = s.momentum
+        options.gradientClip = s.gradientClip
+        options.batchSize = s.batch
+        options.epochs = s.localEpochs
+        options.fitness = s.fitness
         let workers = max(1, min(s.threads, n))
         let slots = capacity.max() ?? 1
         let trainers = (0..<workers).map { _ in

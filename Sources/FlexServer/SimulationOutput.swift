@@ -125,7 +125,7 @@ public enum SimulationOutput {
             "seeds": s.seeds.map { Int($0) }, "strategies_run": s.strategies.map(\.rawValue),
             "target_accuracy": t, "target_accuracy_given": s.targetAccuracy != nil,
             "samples": samples, "features": features, "classes": classes,
-            "test_fraction": s.testFraction, "batch": s.batch, "learning_rate": Double(s.learningRate),
+            "test_fraction": s.testFraction, "batch": s.batch, "learning_rate": Double(s.learningRate), "momentum": Double(s.momentum), "gradient_clip": Double(s.gradientClip),
             "epsilon": s.epsilon, "beta": s.beta, "storage_dtype": s.storage.name, "update_dtype": s.update.name,
             "metrics": [
                 "final_accuracy": "mean over devices of the local test accuracy after the last round's local training",
@@ -162,7 +162,8 @@ public enum SimulationOutput {
             let seed = settings.seeds[0]
             let mine = rows.filter { $0.strategy == s && $0.seed == seed }.sorted { $0.round < $1.round }
             if !mine.isEmpty {
-                files.append(("heatmap_\(s.rawValue).svg", SVGPlot.heatmap(mine, title: "\(s.rawValue) (seed \(seed)): \(title)")))
+                files.append(("heatmap_\(s.rawValue).svg", SVGPlot.heatmap(mine, title: "Expert load / fair share W/E — \(s.rawValue), seed \(seed)",
+                                                                             subtitle: title)))
             }
         }
         var paths: [String] = []
@@ -181,7 +182,7 @@ public enum SimulationOutput {
 /// Hand-written SVG line charts and heatmaps.
 public enum SVGPlot {
     static let width = 760.0, height = 440.0
-    static let left = 70.0, right = 170.0, top = 46.0, bottom = 56.0
+    static let left = 70.0, right = 170.0, top = 50.0, bottom = 56.0
     static let colours: [SimulationStrategy: String] = [
         .flex: "#d62728", .greedy: "#1f77b4", .random: "#2ca02c", .fedavgDense: "#7f7f7f",
     ]
@@ -192,12 +193,13 @@ public enum SVGPlot {
     }
     static func n(_ x: Double) -> String { String(format: "%.1f", x) }
 
-    static func header(_ title: String, w: Double = width, h: Double = height) -> String {
+    static func header(_ title: String, subtitle: String, w: Double = width, h: Double = height) -> String {
         """
         <?xml version="1.0" encoding="UTF-8"?>
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" font-family="Helvetica, Arial, sans-serif" font-size="12">
         <rect x="0" y="0" width="\(Int(w))" height="\(Int(h))" fill="white"/>
-        <text x="\(n(w / 2))" y="22" text-anchor="middle" font-size="14" font-weight="bold">\(esc(title))</text>
+        <text x="\(n(w / 2))" y="18" text-anchor="middle" font-size="14" font-weight="bold">\(esc(title))</text>
+        <text x="\(n(w / 2))" y="34" text-anchor="middle" font-size="11" fill="#444">\(esc(subtitle))</text>
 
         """
     }
@@ -219,7 +221,7 @@ public enum SVGPlot {
         }
     }
 
-    static func chart(_ series: [Series], title: String, yLabel: String, yMin: Double, yMax: Double, log: Bool,
+    static func chart(_ series: [Series], title: String, subtitle: String, yLabel: String, yMin: Double, yMax: Double, log: Bool,
                       target: Double? = nil) -> String {
         let pw = width - left - right, ph = height - top - bottom
         let maxRound = series.flatMap(\.rounds).max() ?? 1
@@ -227,7 +229,7 @@ public enum SVGPlot {
         func ty(_ v: Double) -> Double { log ? log10(max(v, yMin)) : v }
         let a = ty(yMin), b = ty(yMax)
         func y(_ v: Double) -> Double { top + ph * (1 - (min(max(ty(v), a), b) - a) / max(b - a, 1e-12)) }
-        var s = header(title)
+        var s = header(title, subtitle: subtitle)
         s += "<g id=\"axes\" stroke=\"#333\" stroke-width=\"1\">\n"
         s += "<line x1=\"\(n(left))\" y1=\"\(n(top + ph))\" x2=\"\(n(left + pw))\" y2=\"\(n(top + ph))\"/>\n"
         s += "<line x1=\"\(n(left))\" y1=\"\(n(top))\" x2=\"\(n(left))\" y2=\"\(n(top + ph))\"/>\n</g>\n"
@@ -279,8 +281,10 @@ public enum SVGPlot {
             s += "<line x1=\"\(n(left + pw + 16))\" y1=\"\(n(ly))\" x2=\"\(n(left + pw + 40))\" y2=\"\(n(ly))\" stroke=\"\(c)\" stroke-width=\"3\"/>"
             s += "<text x=\"\(n(left + pw + 46))\" y=\"\(n(ly + 4))\">\(ser.strategy.rawValue)</text>\n"
         }
-        let note = series.contains { $0.lo != $0.hi } ? "line: mean over seeds; band: min–max" : "one seed"
-        s += "<text x=\"\(n(left + pw + 16))\" y=\"\(n(top + 14 + Double(series.count) * 20))\" font-size=\"10\" fill=\"#555\">\(esc(note))</text>\n"
+        let notes = series.contains { $0.lo != $0.hi } ? ["line: mean over seeds", "band: min–max over seeds"] : ["one seed"]
+        for (i, note) in notes.enumerated() {
+            s += "<text x=\"\(n(left + pw + 16))\" y=\"\(n(top + 14 + Double(series.count + i) * 20))\" font-size=\"10\" fill=\"#555\">\(esc(note))</text>\n"
+        }
         s += "</g>\n</svg>\n"
         return s
     }
@@ -296,7 +300,7 @@ public enum SVGPlot {
         let ser = series(rows, strategies, \.testAccuracy)
         let lo = ser.flatMap(\.lo).min() ?? 0, hi = ser.flatMap(\.hi).max() ?? 1
         let yMin = max(0, (lo * 10).rounded(.down) / 10), yMax = min(1, (hi * 10).rounded(.up) / 10)
-        return chart(ser, title: "Test accuracy — " + title, yLabel: "mean local test accuracy", yMin: yMin,
+        return chart(ser, title: "Mean local test accuracy per round", subtitle: title, yLabel: "mean local test accuracy", yMin: yMin,
                      yMax: max(yMax, yMin + 0.1), log: false, target: target)
     }
 
@@ -304,18 +308,18 @@ public enum SVGPlot {
         let ser = series(rows, strategies, \.cv)
         let positive = ser.flatMap { $0.lo + $0.hi }.filter { $0 > 0 }
         let lo = max(positive.min() ?? 1e-3, 1e-4), hi = max(positive.max() ?? 1, lo * 10)
-        return chart(ser, title: "Expert-load CV — " + title, yLabel: "load CV (std/mean), log scale",
+        return chart(ser, title: "Expert-load CV per round (log scale)", subtitle: title, yLabel: "load CV (std/mean), log scale",
                      yMin: pow(10, log10(lo).rounded(.down)), yMax: pow(10, log10(hi).rounded(.up)), log: true)
     }
 
     /// Expert × round: load / fair share (W/E) of one run, colour from white (0) through yellow (1)
     /// to dark red (≥ 3).
-    public static func heatmap(_ rows: [SimulationRound], title: String) -> String {
+    public static func heatmap(_ rows: [SimulationRound], title: String, subtitle: String) -> String {
         let E = rows.first?.load.count ?? 1, R = rows.count
         let cellW = min(24.0, 560.0 / Double(max(R, 1))), cellH = min(22.0, 320.0 / Double(max(E, 1)))
         let pw = cellW * Double(R), ph = cellH * Double(E)
         let w = left + pw + 150, h = top + ph + bottom + 10
-        var s = header("Expert load / fair share — " + title, w: max(w, 640), h: h)
+        var s = header(title, subtitle: subtitle, w: max(w, 640), h: h)
         s += "<g id=\"cells\">\n"
         for (j, r) in rows.enumerated() {
             let mean = Double(r.load.reduce(0, +)) / Double(max(E, 1))

@@ -43,8 +43,12 @@ struct SimulateCommand: ParsableCommand {
     var testFraction = 0.2
     @Option(help: "Local batch size.")
     var batch = 32
-    @Option(help: "Local learning rate.")
-    var learningRate: Float = 0.05
+    @Option(help: "Local learning rate (default: FlexModel's federated default, as the server sends).")
+    var learningRate: Float = TrainingOptions.federated.learningRate
+    @Option(help: "Local SGD momentum.")
+    var momentum: Float = TrainingOptions.federated.momentum
+    @Option(help: "Local gradient-norm clip (0 = off).")
+    var gradientClip: Float = TrainingOptions.federated.gradientClip
     @Option(help: "Slack ε of the load bounds.")
     var epsilon = 0.012
     @Option(help: "Dtype of downloads (device storage): fp32 | fp16 | int8-block | int8-row.")
@@ -97,6 +101,9 @@ struct SimulateCommand: ParsableCommand {
         s.testFraction = testFraction
         s.batch = batch
         s.learningRate = learningRate
+        guard momentum >= 0 && momentum < 1, gradientClip >= 0 else { fail("--momentum in [0, 1), --gradient-clip ≥ 0") }
+        s.momentum = momentum
+        s.gradientClip = gradientClip
         s.epsilon = epsilon
         guard let st = DType.named(storageDtype), let up = DType.named(updateDtype) else { fail("unknown dtype") }
         s.storage = st; s.update = up
