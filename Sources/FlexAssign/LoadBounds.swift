@@ -96,6 +96,8 @@ public struct RelaxationStep: Sendable, Equatable, CustomStringConvertible {
     public var lowerDecrease: Double
     /// How far the upper bounds moved up (load units, ≥ 0; infinity = removed).
     public var upperIncrease: Double
+    /// For a raise made room for one large client: that client's size (0 otherwise).
+    public var pinnedSize = 0
 
     public init(reason: String, experts: [Int], lowerDecrease: Double, upperIncrease: Double) {
         self.reason = reason
@@ -131,9 +133,44 @@ enum Relaxer {
             let raised = Array(cand.prefix(need))
             var inc = 0.0
             for e in raised { inc = max(inc, d - upper[e]); upper[e] = d }
-            steps.append(RelaxationStep(
+            var step = RelaxationStep(
                 reason: "client \(c) (|D|=\(inst.dataSize[c]), k=\(inst.capacity[c])) is larger than the upper bound of all but \(fits) experts",
-                experts: raised.sorted(), lowerDecrease: 0, upperIncrease: inc))
+                experts: raised.sorted(), lowerDecrease: 0, upperIncrease: inc)
+            step.pinnedSize = inst.dataSize[c]
+            steps.append(step)
+        }
+        // 1b. Water-filling. The experts raised above hold a client larger than the band, so their load
+        //     is that client's size whatever the others do, and the rest of the load W − pinned has to
+        //     be shared by the other experts: their fair share is m' = (W − pinned)/(E − r), not W/E.
+        //     Keeping the original band would leave every other expert below its lower bound and force a
+        //     uniform widening that lets their loads drift apart; re-centring their band on m' (same
+        //     relative slack) keeps them balanced among themselves.
+        var pinned = [Double](repeating: 0, count: E)
+        for step in steps {
+            let size = Double(step.pinnedSize)
+            for e in step.experts { pinned[e] = max(pinned[e], size) }
+        }
+        let reserved = (0..<E).filter { pinned[$0] > 0 }
+        if !reserved.isEmpty && reserved.count < E {
+            let others = (0..<E).filter { pinned[$0] == 0 }
+            let w = Double(inst.totalLoad)
+            let share = (w - reserved.reduce(0) { $0 + pinned[$1] }) / Double(others.count)
+            let m = max(w / Double(E), 1)
+            // The relative half-width of the given band (slack + shift), kept around m'.
+            let halfWidth = others.map { (upper[$0] - lower[$0]) / (2 * m) }.min() ?? 0
+            if share > 0 {
+                var lowered = 0.0
+                for e in others {
+                    let lo = max(0, share * (1 - halfWidth)), hi = share * (1 + halfWidth)
+                    lowered = max(lowered, lower[e] - lo)
+                    lower[e] = min(lower[e], lo)
+                    _ = hi  // the upper bound stays: relaxation only loosens
+                }
+                for e in reserved { lower[e] = min(lower[e], pinned[e]) }
+                steps.append(RelaxationStep(
+                    reason: "water-filling: experts \(reserved) carry clients larger than the fair share, the others share the rest (m' = \(share))",
+                    experts: others, lowerDecrease: lowered, upperIncrease: 0))
+            }
         }
         // 2. Σ_e load_e = W exactly, so Σ L ≤ W ≤ Σ Γ.
         let w = Double(inst.totalLoad)

@@ -32,6 +32,11 @@ struct FederateCommand: ParsableCommand {
         }
         let dir = out ?? NSTemporaryDirectory() + "flexmoe-federate-\(getpid())"
         let state = dir + "/state"
+        if FileManager.default.fileExists(atPath: state + "/tokens") {
+            // A previous federate run in the same directory: its state would collide (tokens, rounds).
+            print("replacing the previous run's state in \(state)")
+            try FileManager.default.removeItem(atPath: state)
+        }
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
 
         // Server config and device tokens.

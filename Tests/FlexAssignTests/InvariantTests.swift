@@ -41,3 +41,24 @@ struct InvariantTests {
         #expect(relaxedCount > 0 && strictCount > 0)
     }
 }
+
+@Test("water-filling: one client larger than the fair share does not unbalance the other experts")
+func waterFilling() throws {
+    // The README demo's devices (Synthetic(1,1), seed 1): one holds 2,400 of 4,747 samples. With
+    // k_c = 2 and E = 8 its two experts carry ≥ 2,400 each; the other six must share the rest.
+    let sizes = [40, 42, 42, 42, 52, 58, 65, 78, 86, 119, 174, 259, 272, 482, 536, 2400]
+    let c = sizes.count, e = 8
+    var fitness = [Float](repeating: 0, count: c * e)
+    for i in 0..<c { for j in 0..<e { fitness[i * e + j] = Float((i * 7 + j * 3) % 10) / 10 } }
+    let inst = AssignmentInstance(fitness: fitness, clients: c, experts: e, capacity: [Int](repeating: 2, count: c),
+                                  dataSize: sizes, slack: LoadBounds.defaultSlack)
+    let r = try Assigner.solve(inst, solver: .flex)
+    #expect(r.relaxed)
+    #expect(r.relaxation.contains { $0.reason.hasPrefix("water-filling") })
+    let others = r.metrics.load.filter { $0 < 2400 }
+    #expect(others.count == 6, "loads \(r.metrics.load)")
+    let mean = Double(others.reduce(0, +)) / Double(others.count)
+    let spread = Double((others.max() ?? 0) - (others.min() ?? 0)) / mean
+    print("water-filling: loads \(r.metrics.load), spread of the others \(spread)")
+    #expect(spread <= 0.1, "the other experts stay balanced: \(others)")
+}
