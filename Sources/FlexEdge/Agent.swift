@@ -112,7 +112,9 @@ public final class EdgeAgent {
             }
             lastRound = number
         }
-        log(stopRequested() ? "stopped by signal after \(roundsTrained) rounds" : "done after \(roundsTrained) rounds")
+        let rss = ProcessMemory.peakRSS.map { "peak RSS \(Format.bytes($0)) of the \(Format.bytes(options.memoryBudget)) budget" } ?? ""
+        let arena = runtime.map { ", arena \(Format.bytes($0.arena.capacity))" } ?? ""
+        log((stopRequested() ? "stopped by signal after \(roundsTrained) rounds" : "done after \(roundsTrained) rounds") + "; " + rss + arena)
     }
 
     func stopRequested() -> Bool { csys_stop_requested() != 0 }
