@@ -121,7 +121,7 @@ enum Relaxer {
         var steps: [RelaxationStep] = []
         let E = inst.experts
         // 1. A client must find k_c experts whose upper bound can take it: |D_c| ≤ Γ(e).
-        //    Raise the smallest-gap upper bounds just enough.
+        //    Raise the upper bounds of its best-fitting experts just enough.
         var order = Array(0..<inst.clients)
         order.sort { inst.dataSize[$0] > inst.dataSize[$1] }
         for c in order where inst.capacity[c] > 0 {
@@ -129,7 +129,12 @@ enum Relaxer {
             let fits = (0..<E).filter { upper[$0] >= d }.count
             if fits >= inst.capacity[c] { continue }
             let need = inst.capacity[c] - fits
-            let cand = (0..<E).filter { upper[$0] < d }.sorted { (d - upper[$0], $0) < (d - upper[$1], $1) }
+            // Raise the bounds of the experts this client fits best (then the nearest bounds): the
+            // experts set aside for a large client follow its fitness, so they stay the same from
+            // round to round instead of rotating with the deficit shifts.
+            let cand = (0..<E).filter { upper[$0] < d }.sorted {
+                (-inst.q(c, $0), d - upper[$0], $0) < (-inst.q(c, $1), d - upper[$1], $1)
+            }
             let raised = Array(cand.prefix(need))
             var inc = 0.0
             for e in raised { inc = max(inc, d - upper[e]); upper[e] = d }
