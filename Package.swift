@@ -63,7 +63,7 @@ if !embedded {
     ]
     targets += [
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "FlexAssign"),
+        .target(name: "FlexAssign", dependencies: ["FlexTensor"]),
         .executableTarget(
             name: "flexmoe-server",
             dependencies: [

@@ -80,6 +80,21 @@ public enum SimulationDataset: Sendable, Equatable {
         }
     }
 
+    /// Loads the data: Synthetic(α, β) generated for `clients` devices and pooled, or the file(s).
+    public func load(clients: Int, syntheticMaxSamples: Int = 3000, seed: UInt64 = 0) throws(SimulationError) -> Dataset {
+        do throws(DataError) {
+            switch self {
+            case .synthetic(let a, let b):
+                return SyntheticGenerator(alpha: a, beta: b, maxSamples: syntheticMaxSamples, seed: seed).pooled(devices: clients)
+            case .csv(let p): return try CSVLoader.load(p)
+            case .idx(let i, let l): return try IDXLoader.load(images: i, labels: l)
+            case .cifar(let files): return try CIFARLoader.load(files)
+            }
+        } catch {
+            throw SimulationError("loading \(name): \(error)")
+        }
+    }
+
     public var name: String {
         switch self {
         case .synthetic(let a, let b): return "Synthetic(\(fmt(a)),\(fmt(b)))"
@@ -101,6 +116,23 @@ public enum SimulationSplit: Sendable, Equatable {
         if s.hasPrefix("dirichlet:"), let a = Double(s.dropFirst(10)), a > 0 { return .dirichlet(a) }
         if s.hasPrefix("classes:"), let k = Int(s.dropFirst(8)), k >= 1 { return .classes(k) }
         throw SimulationError("unknown --split '\(s)' (iid, dirichlet:α, classes:k)")
+    }
+
+    /// The sample indices of each of `clients` devices.
+    public func partition(_ data: borrowing Dataset, clients: Int, random: inout FlexRandom) throws(SimulationError) -> [[Int]] {
+        do throws(DataError) {
+            switch self {
+            case .iid: return try Partitioner.iid(count: data.count, clients: clients, random: &random)
+            case .dirichlet(let a):
+                return try Partitioner.dirichlet(labels: data.labels, classes: data.classes, clients: clients, alpha: a,
+                                                 minSamples: 2, random: &random)
+            case .classes(let k):
+                return try Partitioner.classesPerClient(labels: data.labels, classes: data.classes, clients: clients, k: k,
+                                                        random: &random)
+            }
+        } catch {
+            throw SimulationError("partition: \(error)")
+        }
     }
 
     public var name: String {
@@ -221,18 +253,7 @@ public final class Simulation {
             throw SimulationError("clients, experts, rounds and local epochs must be ≥ 1")
         }
         guard !settings.seeds.isEmpty, !settings.strategies.isEmpty else { throw SimulationError("no seeds or no strategies") }
-        do throws(DataError) {
-            switch settings.dataset {
-            case .synthetic(let a, let b):
-                data = DatasetBox(SyntheticGenerator(alpha: a, beta: b, maxSamples: settings.syntheticMaxSamples, seed: 0)
-                    .pooled(devices: settings.clients))
-            case .csv(let p): data = DatasetBox(try CSVLoader.load(p))
-            case .idx(let i, let l): data = DatasetBox(try IDXLoader.load(images: i, labels: l))
-            case .cifar(let files): data = DatasetBox(try CIFARLoader.load(files))
-            }
-        } catch {
-            throw SimulationError("loading \(settings.dataset.name): \(error)")
-        }
+        data = DatasetBox(try settings.dataset.load(clients: settings.clients, syntheticMaxSamples: settings.syntheticMaxSamples))
         guard data.dataset.count >= 2 * settings.clients else {
             throw SimulationError("\(data.dataset.count) samples are too few for \(settings.clients) clients")
         }
@@ -271,18 +292,7 @@ public final class Simulation {
     func partition(seed: UInt64) throws -> [Device] {
         let box = data
         var random = FlexRandom(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ 11)
-        let parts: [[Int]]
-        do throws(DataError) {
-            switch settings.split {
-            case .iid: parts = try Partitioner.iid(count: box.dataset.count, clients: settings.clients, random: &random)
-            case .dirichlet(let a):
-                parts = try Partitioner.dirichlet(labels: box.dataset.labels, classes: box.dataset.classes, clients: settings.clients, alpha: a,
-                                                  minSamples: 2, random: &random)
-            case .classes(let k):
-                parts = try Partitioner.classesPerClient(labels: box.dataset.labels, classes: box.dataset.classes, clients: settings.clients, k: k,
-                                                         random: &random)
-            }
-        } catch { throw SimulationError("partition: \(error)") }
+        let parts = try settings.split.partition(box.dataset, clients: settings.clients, random: &random)
         var kcRandom = FlexRandom(seed: seed &+ 0xB0A2D)
         return try parts.enumerated().map { (c, idx) in
             let (tr, te) = Partitioner.trainTestSplit(idx, testFraction: settings.testFraction, random: &random)

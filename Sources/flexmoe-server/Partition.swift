@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlexData
+import FlexServer
 import FlexTensor
 import Foundation
 
@@ -8,18 +9,12 @@ struct PartitionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "partition", abstract: "Split a dataset into per-device shard files (client-<i>.shard).")
 
-    @Option(help: "synthetic | csv | idx | cifar")
-    var source = "synthetic"
-    @Option(help: "Input files: csv: one file; idx: IMAGES,LABELS; cifar: comma-separated batch files.")
-    var input: String?
+    @Option(help: "synthetic | synthetic:α,β | csv:PATH | idx:IMAGES[,LABELS] | cifar:FILE[,FILE...]|DIR (as for simulate).")
+    var dataset = "synthetic"
+    @Option(help: "iid | dirichlet:α | classes:k (as for simulate).")
+    var split = "dirichlet:0.5"
     @Option(help: "Number of devices.")
     var clients = 8
-    @Option(help: "iid | dirichlet | classes (synthetic data is per-device by construction when 'natural').")
-    var scheme = "dirichlet"
-    @Option(help: "Dirichlet concentration α.")
-    var alpha = 0.5
-    @Option(help: "Classes per client for --scheme classes.")
-    var k = 2
     @Option(help: "Held-out fraction per device.")
     var testFraction = 0.2
     @Option(help: "Output directory.")
@@ -38,31 +33,15 @@ struct PartitionCommand: ParsableCommand {
         guard let dt = DType.named(dtype), dt == .fp32 || dt == .fp16 else { fail("--dtype must be fp32 or fp16") }
         try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         var random = FlexRandom(seed: seed)
+        let data: Dataset
+        let parts: [[Int]]
+        do throws(SimulationError) {
+            data = try SimulationDataset.parse(dataset).load(clients: clients, seed: seed)
+            parts = try SimulationSplit.parse(split).partition(data, clients: clients, random: &random)
+        } catch {
+            fail(error.description)
+        }
         do throws(DataError) {
-            let data: Dataset
-            let inputs = input.map { $0.split(separator: ",").map(String.init) } ?? []
-            switch source {
-            case "synthetic": data = SyntheticGenerator(seed: seed).pooled(devices: clients)
-            case "csv":
-                guard inputs.count == 1 else { fail("--input FILE.csv") }
-                data = try CSVLoader.load(inputs[0])
-            case "idx":
-                guard inputs.count == 2 else { fail("--input IMAGES,LABELS") }
-                data = try IDXLoader.load(images: inputs[0], labels: inputs[1])
-            case "cifar":
-                guard !inputs.isEmpty else { fail("--input BATCH[,BATCH...]") }
-                data = try CIFARLoader.load(inputs)
-            default: fail("unknown --source '\(source)'")
-            }
-            let parts: [[Int]]
-            switch scheme {
-            case "iid": parts = try Partitioner.iid(count: data.count, clients: clients, random: &random)
-            case "dirichlet": parts = try Partitioner.dirichlet(labels: data.labels, classes: data.classes, clients: clients,
-                                                                alpha: alpha, random: &random)
-            case "classes": parts = try Partitioner.classesPerClient(labels: data.labels, classes: data.classes, clients: clients,
-                                                                     k: k, random: &random)
-            default: fail("unknown --scheme '\(scheme)' (iid, dirichlet, classes)")
-            }
             let paths = try ShardFile.writeAll(data, partition: parts, testFraction: testFraction, directory: out,
                                                dtype: dt, random: &random)
             let sizes = parts.map { String($0.count) }.joined(separator: ",")

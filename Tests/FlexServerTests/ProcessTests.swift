@@ -293,7 +293,7 @@ enum Harness {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Harness.binary())
-        p.arguments = ["partition", "--clients", "4", "--scheme", "dirichlet", "--alpha", "0.5", "--out", dir]
+        p.arguments = ["partition", "--clients", "4", "--split", "dirichlet:0.5", "--out", dir]
         let pipe = Pipe()
         p.standardOutput = pipe
         try p.run()
