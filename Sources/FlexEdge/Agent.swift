@@ -187,7 +187,8 @@ public final class EdgeAgent {
         } catch {
             throw .protocolViolation("round message: \(error.message)")
         }
-        if assigned.count != versions.count || assigned.count > rt.plan.kc || Set(assigned).count != assigned.count
+        let distinct = assigned.enumerated().allSatisfy { i, e in !assigned[..<i].contains(e) }
+        if assigned.count != versions.count || assigned.count > rt.plan.kc || !distinct
             || assigned.contains(where: { $0 < 0 || $0 >= settings.config.experts }) {
             throw .protocolViolation("assignment \(assigned) does not fit this device (k_c \(rt.plan.kc))")
         }

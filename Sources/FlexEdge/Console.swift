@@ -36,3 +36,36 @@ extension Console {
         return ok ? nil : String(cString: csys_last_error())
     }
 }
+
+/// `--flag value` pairs of a hand-parsed command line (Embedded Swift has no argument parser): each
+/// flag known, given once, with a value. A list, not a Dictionary: a `[String: String]` here made the
+/// Embedded aarch64 build of `flexmoe-edge run` crash (SIGSEGV at address 0x18 under qemu, right
+/// after the hasher's getrandom calls) while the x86-64 Embedded and host builds ran fine.
+public struct FlagValues {
+    private var pairs: [(flag: String, value: String)] = []
+
+    /// `switches` are flags without a value (e.g. `--json`); they are returned in `set`.
+    public private(set) var set: [String] = []
+
+    public init(_ args: [String], known: [String], switches: [String] = []) throws(EdgeError) {
+        var i = 0
+        while i < args.count {
+            let flag = args[i]
+            if switches.contains(flag) {
+                set.append(flag)
+                i += 1
+                continue
+            }
+            guard known.contains(flag) else { throw .usage("unknown option '\(flag)'") }
+            guard i + 1 < args.count else { throw .usage("\(flag) needs a value") }
+            if self[flag] != nil { throw .usage("\(flag) given twice") }
+            pairs.append((flag, args[i + 1]))
+            i += 2
+        }
+    }
+
+    public subscript(flag: String) -> String? {
+        for p in pairs where p.flag == flag { return p.value }
+        return nil
+    }
+}

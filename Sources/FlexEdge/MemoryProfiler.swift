@@ -69,11 +69,17 @@ public enum MemoryProfiler {
         ProcessMemory.resetPeak()
         let baseline = ProcessMemory.currentRSS
         let rt = try EdgeRuntime(plan: plan, shard: shard)
-        var used: [String: [Int]] = [:]
+        // Bytes in use per component and phase. (Arrays, not a Dictionary: String-keyed dictionaries
+        // crashed the Embedded aarch64 build, see FlagValues.)
+        var used: [(name: String, bytes: [Int])] = []
         func use(_ name: String, _ phase: Int, _ bytes: Int) {
-            var row = used[name] ?? [0, 0, 0]
-            row[phase] = max(row[phase], bytes)
-            used[name] = row
+            if let i = used.firstIndex(where: { $0.name == name }) {
+                used[i].bytes[phase] = max(used[i].bytes[phase], bytes)
+            } else {
+                var row = [0, 0, 0]
+                row[phase] = bytes
+                used.append((name, row))
+            }
         }
         func planned(_ component: MemoryComponent) -> Int { plan.book.bytes(component) }
         var peaks: [Int?] = []
@@ -134,7 +140,8 @@ public enum MemoryProfiler {
 
         var rows: [MemoryProfile.Row] = []
         for entry in plan.book.entries where entry.component != MemoryComponent.expertCache.rawValue {
-            rows.append(MemoryProfile.Row(name: entry.component, planned: entry.bytes, used: used[entry.component] ?? [0, 0, 0]))
+            rows.append(MemoryProfile.Row(name: entry.component, planned: entry.bytes,
+                                          used: used.first { $0.name == entry.component }?.bytes ?? [0, 0, 0]))
         }
         for slot in 0..<rt.cache.slotCount {
             let held = rt.cache.slots[slot]

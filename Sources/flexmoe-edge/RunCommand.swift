@@ -45,17 +45,8 @@ enum RunCommand {
     }
 
     static func parse(_ args: [String]) throws(EdgeError) -> AgentOptions {
-        var values: [String: String] = [:]
-        let known = ["--server", "--token", "--data", "--memory-budget", "--board", "--storage", "--rounds", "--timeout", "--seed", "--kc"]
-        var i = 0
-        while i < args.count {
-            let flag = args[i]
-            guard known.contains(flag) else { throw .usage("unknown option '\(flag)'") }
-            guard i + 1 < args.count else { throw .usage("\(flag) needs a value") }
-            if values[flag] != nil { throw .usage("\(flag) given twice") }
-            values[flag] = args[i + 1]
-            i += 2
-        }
+        let values = try FlagValues(args, known: ["--server", "--token", "--data", "--memory-budget", "--board", "--storage",
+                                                   "--rounds", "--timeout", "--seed", "--kc"])
         guard let serverText = values["--server"] else { throw .usage("--server URL is required") }
         let server = try ServerAddress.parse(serverText)
         var token = values["--token"] ?? ""

@@ -13,19 +13,8 @@ struct MemprofOptions {
     static func parse(_ args: [String]) throws(EdgeError) -> MemprofOptions {
         let valued = ["--board", "--memory-budget", "--storage", "--update", "--data", "--kc", "--batch",
                       "--d", "--h", "--f", "--classes", "--experts", "--topk", "--svg", "--seed"]
-        var values: [String: String] = [:]
-        var json = false, noRound = false
-        var i = 0
-        while i < args.count {
-            let flag = args[i]
-            if flag == "--json" { json = true; i += 1; continue }
-            if flag == "--no-round" { noRound = true; i += 1; continue }
-            guard valued.contains(flag) else { throw .usage("unknown option '\(flag)'") }
-            guard i + 1 < args.count else { throw .usage("\(flag) needs a value") }
-            if values[flag] != nil { throw .usage("\(flag) given twice") }
-            values[flag] = args[i + 1]
-            i += 2
-        }
+        let values = try FlagValues(args, known: valued, switches: ["--json", "--no-round"])
+        let json = values.set.contains("--json"), noRound = values.set.contains("--no-round")
         func int(_ flag: String, _ fallback: Int, _ range: ClosedRange<Int>) throws(EdgeError) -> Int {
             guard let text = values[flag] else { return fallback }
             guard let v = Int(text), range.contains(v) else { throw .usage("\(flag): '\(text)' is not a number in \(range.lowerBound)...\(range.upperBound)") }
