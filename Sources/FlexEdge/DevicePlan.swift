@@ -22,12 +22,23 @@ public struct DevicePlan: Equatable {
 
     /// Largest container the device receives: the extractor or one expert in the storage dtype.
     public static func maxDownload(_ config: MoEConfig, _ storage: DType) -> Int {
-        max(containerBound(shapes: extractorShapes(config), storage), containerBound(shapes: config.expertShapes, storage))
+        max(containerBound(shapes: config.extractorShapes, storage), containerBound(shapes: config.expertShapes, storage))
     }
 
-    public static func extractorShapes(_ c: MoEConfig) -> [Shape] { [Shape(rows: c.inputDim, cols: c.hidden), Shape(vector: c.hidden)] }
-
     static func payloadBytes(shapes: [Shape], _ dtype: DType) -> Int { shapes.reduce(0) { $0 + dtype.payloadBytes($1) } }
+
+    /// The largest payload of one part (the extractor or an expert) in any of `dtypes`: what the zstd
+    /// compressor must take, and what the encode scratch holds.
+    static func largestPart(_ c: MoEConfig, _ dtypes: [DType]) -> Int {
+        var largest = 0
+        for shapes in [c.extractorShapes, c.expertShapes] {
+            for dtype in dtypes { largest = max(largest, payloadBytes(shapes: shapes, dtype)) }
+        }
+        return largest
+    }
+
+    /// Elements of the largest single tensor (the fp32 delta scratch).
+    static func largestTensor(_ c: MoEConfig) -> Int { (c.extractorShapes + c.expertShapes).map { $0.count }.max()! }
 
     static func containerBound(shapes: [Shape], _ dtype: DType) -> Int {
         Container.maxEncodedSize(payloadBytes: payloadBytes(shapes: shapes, dtype), tensorCount: shapes.count)
@@ -36,7 +47,7 @@ public struct DevicePlan: Equatable {
     /// Bytes of the report body: its fields and one container per trained part.
     public static func maxReport(_ c: MoEConfig, kc: Int, _ update: DType) -> Int {
         SmallMessage.maxBytes / 16 + 16 + 4 * (kc + 1)
-            + containerBound(shapes: extractorShapes(c), update) + kc * containerBound(shapes: c.expertShapes, update)
+            + containerBound(shapes: c.extractorShapes, update) + kc * containerBound(shapes: c.expertShapes, update)
     }
 
     /// The bookings of everything the runtime carves from its arena for (kc, warm, batch), with the
@@ -52,11 +63,8 @@ public struct DevicePlan: Equatable {
         for bytes in networkBuffers(c, storage: storage, update: update, kc: kc) {
             book.add(MemoryComponent.network.rawValue, bytes: Arena.rounded(bytes))
         }
-        var largestPayload = 0
-        for shapes in [extractorShapes(c), c.expertShapes] {
-            for dtype in [storage, update] { largestPayload = max(largestPayload, payloadBytes(shapes: shapes, dtype)) }
-        }
-        book.add(MemoryComponent.zstd.rawValue, bytes: Arena.rounded(ZstdCompressor.workspaceBytes(level: 3, maxInput: largestPayload)))
+        book.add(MemoryComponent.zstd.rawValue,
+                 bytes: Arena.rounded(ZstdCompressor.workspaceBytes(level: 3, maxInput: largestPart(c, [storage, update]))))
         book.add(MemoryComponent.zstd.rawValue, bytes: Arena.rounded(ZstdDecompressor.workspaceBytes))
         book.add(.data, Shape(rows: max(samples, 1), cols: c.inputDim))
         book.add(.data, Shape(vector: max(samples, 1)), elementBytes: 4)
@@ -67,10 +75,8 @@ public struct DevicePlan: Equatable {
     /// scratch (one part's quantised delta and its shuffle scratch, or the extractor decoded in the
     /// storage dtype), delta scratch (the largest fp32 tensor).
     static func networkBuffers(_ c: MoEConfig, storage: DType, update: DType, kc: Int) -> [Int] {
-        let largestTensor = (extractorShapes(c) + c.expertShapes).map { $0.count }.max()!
-        let largestUpdatePayload = max(payloadBytes(shapes: extractorShapes(c), update), payloadBytes(shapes: c.expertShapes, update))
-        let scratch = max(2 * largestUpdatePayload, payloadBytes(shapes: extractorShapes(c), storage))
-        return [maxDownload(c, storage) + 1024, maxReport(c, kc: kc, update), scratch, 4 * largestTensor]
+        let scratch = max(2 * largestPart(c, [update]), payloadBytes(shapes: c.extractorShapes, storage))
+        return [maxDownload(c, storage) + 1024, maxReport(c, kc: kc, update), scratch, 4 * largestTensor(c)]
     }
 
     /// Derives the largest k_c (then the largest batch, then warm slots) that fit `budget`.

@@ -45,13 +45,7 @@ public final class EdgeRuntime {
             report = try buffer(sizes[1])
             encodeScratch = try buffer(sizes[2])
             deltaScratch = try arena.allocate(Float.self, count: sizes[3] / 4, component: MemoryComponent.network.rawValue)
-            var largestPayload = 0
-            for shapes in [DevicePlan.extractorShapes(c), c.expertShapes] {
-                for dtype in [plan.storage, plan.updateDType] {
-                    largestPayload = max(largestPayload, DevicePlan.payloadBytes(shapes: shapes, dtype))
-                }
-            }
-            compressor = try ZstdCompressor(level: 3, maxInput: largestPayload, arena: arena)
+            compressor = try ZstdCompressor(level: 3, maxInput: DevicePlan.largestPart(c, [plan.storage, plan.updateDType]), arena: arena)
             decompressor = try ZstdDecompressor(arena: arena)
             let rows = shard.train.count + shard.test.count
             features = try Tensor(shape: Shape(rows: rows, cols: c.inputDim), arena: arena, component: MemoryComponent.data.rawValue)

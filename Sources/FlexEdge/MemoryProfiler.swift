@@ -126,12 +126,8 @@ public enum MemoryProfiler {
         fields.set("experts", list: experts)
         let reportBytes = try rt.writeReport(fields: fields, extractorVersion: 1, experts: experts,
                                              versions: experts.map { _ in 1 }, random: &random)
-        let largestTensor = (DevicePlan.extractorShapes(c) + c.expertShapes).map { $0.count }.max()!
-        var largestUpdate = 0
-        for shapes in [DevicePlan.extractorShapes(c), c.expertShapes] {
-            largestUpdate = max(largestUpdate, DevicePlan.payloadBytes(shapes: shapes, plan.updateDType))
-        }
-        use(MemoryComponent.network.rawValue, 2, Arena.rounded(reportBytes) + Arena.rounded(2 * largestUpdate) + Arena.rounded(4 * largestTensor))
+        use(MemoryComponent.network.rawValue, 2, Arena.rounded(reportBytes)
+            + Arena.rounded(2 * DevicePlan.largestPart(c, [plan.updateDType])) + Arena.rounded(4 * DevicePlan.largestTensor(c)))
         use(MemoryComponent.zstd.rawValue, 2, planned(.zstd) - Arena.rounded(ZstdDecompressor.workspaceBytes))
         use(MemoryComponent.extractor.rawValue, 2, planned(.extractor))
         use(MemoryComponent.workingCopies.rawValue, 2, planned(.workingCopies))

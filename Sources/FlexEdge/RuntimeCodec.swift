@@ -29,7 +29,7 @@ extension EdgeRuntime {
     /// Decodes the extractor container in the download buffer (through the encode scratch) into the
     /// trainer's extractor, recorded as the downloaded value.
     public func loadExtractor(containerBytes: Int) throws(EdgeError) {
-        let shapes = DevicePlan.extractorShapes(plan.config)
+        let shapes = plan.config.extractorShapes
         try decodeContainer(bodyLength: containerBytes, kind: .extractorWeights, expert: nil, shapes: shapes, into: encodeScratch)
         var offset = 0
         for (p, shape) in zip(trainer.extractor.parameters, shapes) {

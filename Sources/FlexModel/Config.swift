@@ -26,6 +26,9 @@ public struct MoEConfig: Sendable, Equatable {
         self.topK = topK
     }
 
+    /// Shapes of the mlp extractor's tensors, in docs/FORMAT.md "Kinds" order: W1 (d × h), b1 (1 × h).
+    public var extractorShapes: [Shape] { [Shape(rows: inputDim, cols: hidden), Shape(vector: hidden)] }
+
     /// Shapes of an expert's tensors, in docs/FORMAT.md "Kinds" order: A1, a1, A2, a2.
     public var expertShapes: [Shape] {
         [Shape(rows: hidden, cols: expertHidden), Shape(vector: expertHidden),

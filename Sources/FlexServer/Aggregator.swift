@@ -70,7 +70,7 @@ public enum ReportValidator {
                 if let v = extractorVersion, header.modelVersion != v {
                     throw .staleVersion("the extractor is at version \(v), the update is against version \(header.modelVersion)")
                 }
-                extractorDelta = try GlobalModel.decode(bytes, shapes: GlobalModel.extractorShapes(model),
+                extractorDelta = try GlobalModel.decode(bytes, shapes: model.extractorShapes,
                                                         kinds: [.extractorDelta], decompressor: decompressor).values
             case .expertDelta:
                 let e = Int(header.expertId ?? 0)

@@ -12,10 +12,7 @@ public struct GlobalModel: Sendable, Equatable {
     public var extractorVersion: UInt64
     public var expertVersions: [UInt64]
 
-    public static func extractorShapes(_ c: MoEConfig) -> [Shape] {
-        [Shape(rows: c.inputDim, cols: c.hidden), Shape(vector: c.hidden)]
-    }
-    public var extractorShapes: [Shape] { Self.extractorShapes(config) }
+    public var extractorShapes: [Shape] { config.extractorShapes }
     public var expertShapes: [Shape] { config.expertShapes }
 
     public init(config: MoEConfig, extractor: [Float], experts: [[Float]], extractorVersion: UInt64,
@@ -178,7 +175,7 @@ public struct GlobalModel: Sendable, Equatable {
             offset += n
             do {
                 if i == 0 {
-                    let d = try decode(part, shapes: extractorShapes(config), kinds: [.extractorWeights], decompressor: decompressor)
+                    let d = try decode(part, shapes: config.extractorShapes, kinds: [.extractorWeights], decompressor: decompressor)
                     extractor = d.values; xv = d.header.modelVersion
                 } else {
                     let d = try decode(part, shapes: config.expertShapes, kinds: [.expertWeights], decompressor: decompressor)

@@ -63,7 +63,7 @@ public enum OfflineAggregation {
                     let empty = [Float](repeating: 0, count: 0)
                     if h.kind == .extractorDelta {
                         if h.modelVersion != model.extractorVersion { throw .staleVersion("extractor delta against version \(h.modelVersion)") }
-                        let v = try GlobalModel.decode(b, shapes: GlobalModel.extractorShapes(config), kinds: [.extractorDelta], decompressor: decompressor).values
+                        let v = try GlobalModel.decode(b, shapes: config.extractorShapes, kinds: [.extractorDelta], decompressor: decompressor).values
                         agg.fold(ValidatedReport(clientId: 0, samples: 1, loss: 0, accuracy: 0, experts: [], usage: [], fitness: [],
                                                  extractorDelta: v, expertDeltas: []), extractorWeight: 1, expertWeights: [])
                     } else if h.kind == .expertDelta, let e = h.expertId.map(Int.init), e < config.experts {

@@ -185,7 +185,7 @@ public struct ReportBuilder {
 
     /// Small random deltas (N(0, scale²)) as a delta container.
     public mutating func delta(kind: PartKind, expert: Int?, version: UInt64, scale: Float = 0.01, value: Float? = nil) -> [UInt8] {
-        let shapes = kind == .extractorDelta ? GlobalModel.extractorShapes(config) : config.expertShapes
+        let shapes = kind == .extractorDelta ? config.extractorShapes : config.expertShapes
         let n = shapes.reduce(0) { $0 + $1.count }
         var v = [Float](repeating: 0, count: n)
         for i in 0..<n { v[i] = value ?? scale * Float(random.nextGaussian()) }
