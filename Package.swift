@@ -26,7 +26,7 @@ var targets: [Target] = [
     // gzip'd IDX files are read on the host only (zlib); the boards read raw files.
     .target(
         name: "FlexData",
-        dependencies: embedded ? ["FlexTensor", "CFlexSystem"] : ["FlexTensor", "CFlexSystem", "CZlib"],
+        dependencies: embedded ? ["FlexTensor", "FlexWire", "CFlexSystem"] : ["FlexTensor", "FlexWire", "CFlexSystem", "CZlib"],
         swiftSettings: boardSettings),
     .target(
         name: "FlexEdge", dependencies: ["FlexTensor", "FlexWire", "FlexModel", "FlexData", "CFlexSystem"],
@@ -49,6 +49,9 @@ if !embedded {
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ]
     products += [
         .executable(name: "flexmoe-server", targets: ["flexmoe-server"]),
@@ -60,6 +63,8 @@ if !embedded {
         .library(name: "FlexData", targets: ["FlexData"]),
         .library(name: "FlexServer", targets: ["FlexServer"]),
         .library(name: "FlexEdge", targets: ["FlexEdge"]),
+        .library(name: "FlexSimulation", targets: ["FlexSimulation"]),
+        .library(name: "FlexServerTesting", targets: ["FlexServerTesting"]),
     ]
     targets += [
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -67,20 +72,32 @@ if !embedded {
         .executableTarget(
             name: "flexmoe-server",
             dependencies: [
-                "FlexAssign", "FlexTensor", "FlexWire", "FlexServer",
+                "FlexAssign", "FlexTensor", "FlexWire", "FlexData", "FlexModel", "FlexServer", "FlexSimulation",
+                "FlexServerTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(
             name: "FlexServer",
             dependencies: [
-                "FlexAssign", "FlexTensor", "FlexWire", "FlexModel", "FlexData",
+                "FlexAssign", "FlexTensor", "FlexWire", "FlexModel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
-        .testTarget(name: "FlexServerTests", dependencies: ["FlexServer", "FlexWire", "FlexTensor", "FlexAssign", "FlexModel", "flexmoe-server"]),
+        // Experiments: FlexEdge's device round step driven by FlexServer's round state machine, in process.
+        .target(
+            name: "FlexSimulation",
+            dependencies: ["FlexServer", "FlexEdge", "FlexAssign", "FlexModel", "FlexData", "FlexWire", "FlexTensor"]),
+        // Test support for the server: a raw-request protocol client and a server-process harness.
+        .target(name: "FlexServerTesting", dependencies: ["FlexServer", "FlexWire", "FlexModel", "FlexTensor"]),
+        .testTarget(
+            name: "FlexServerTests",
+            dependencies: ["FlexServer", "FlexServerTesting", "FlexWire", "FlexTensor", "FlexAssign", "FlexModel", "flexmoe-server"]),
         .target(name: "FlexTestSupport", dependencies: ["FlexTensor", "FlexWire"]),
         .testTarget(name: "FlexAssignTests", dependencies: ["FlexAssign"]),
         .testTarget(name: "FlexModelTests", dependencies: ["FlexModel", "FlexData", "FlexTensor", "FlexTestSupport"]),
@@ -88,7 +105,9 @@ if !embedded {
         .testTarget(name: "FlexDataTests", dependencies: ["FlexData", "FlexTensor", "FlexTestSupport"]),
         .testTarget(name: "FlexTensorTests", dependencies: ["FlexTensor", "FlexTestSupport"]),
         .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTensor", "FlexTestSupport"]),
-        .testTarget(name: "FlexSimulationTests", dependencies: ["FlexServer", "FlexEdge", "FlexAssign", "FlexModel"]),
+        .testTarget(
+            name: "FlexSimulationTests",
+            dependencies: ["FlexSimulation", "FlexServer", "FlexServerTesting", "FlexEdge", "FlexAssign", "FlexModel", "FlexData"]),
     ]
 }
 

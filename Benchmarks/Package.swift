@@ -20,6 +20,7 @@ let package = Package(
                 .product(name: "FlexModel", package: "FlexMoE"),
                 .product(name: "FlexData", package: "FlexMoE"),
                 .product(name: "FlexServer", package: "FlexMoE"),
+                .product(name: "FlexServerTesting", package: "FlexMoE"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlexServer
+import FlexServerTesting
 import Foundation
 
 /// `flexmoe-server federate`: the README's main job. A real federated training on the embedded

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlexData
 import FlexServer
+import FlexSimulation
 import FlexTensor
 import Foundation
 

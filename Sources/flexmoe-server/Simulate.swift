@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlexModel
 import FlexServer
+import FlexSimulation
 import FlexTensor
 import Foundation
 

@@ -4,6 +4,7 @@ import FlexWire
 import Foundation
 import Testing
 @testable import FlexServer
+import FlexServerTesting
 
 /// End-to-end tests against the real `flexmoe-server` binary, on an ephemeral loopback port.
 enum Harness {

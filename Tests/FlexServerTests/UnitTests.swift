@@ -4,6 +4,7 @@ import FlexWire
 import Foundation
 import Testing
 @testable import FlexServer
+import FlexServerTesting
 
 @Suite struct ServerUnitTests {
     @Test func sha256Vectors() {

@@ -1,5 +1,6 @@
 import FlexEdge
 import FlexServer
+import FlexSimulation
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlexModel
 import FlexServer
+import FlexServerTesting
 import FlexTensor
 import FlexWire
 import Foundation

@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import FlexModel
+import FlexServer
 import FlexTensor
 import FlexWire
 import Foundation

@@ -1,5 +1,6 @@
 import FlexAssign
 import FlexData
+import FlexServer
 import FlexModel
 import FlexTensor
 import FlexWire
