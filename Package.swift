@@ -92,7 +92,10 @@ if !embedded {
         // Experiments: FlexEdge's device round step driven by FlexServer's round state machine, in process.
         .target(
             name: "FlexSimulation",
-            dependencies: ["FlexServer", "FlexEdge", "FlexAssign", "FlexModel", "FlexData", "FlexWire", "FlexTensor"]),
+            dependencies: [
+                "FlexServer", "FlexEdge", "FlexAssign", "FlexModel", "FlexData", "FlexWire", "FlexTensor",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         // Test support for the server: a raw-request protocol client and a server-process harness.
         .target(name: "FlexServerTesting", dependencies: ["FlexServer", "FlexWire", "FlexModel", "FlexTensor"]),
         .testTarget(

@@ -36,22 +36,24 @@ public final class EdgeAgent {
     var runtime: EdgeRuntime?
     var clientId = -1
     var settings = ServerSettings()
-    var extractorVersion: UInt64?
     var lastRound = -1
     var roundsTrained = 0
     var random: FlexRandom
     let log: (String) -> Void
 
     /// What the server told the device at registration.
-    struct ServerSettings {
+    struct ServerSettings: Equatable {
         var config = MoEConfig()
-        var localEpochs = 1
-        var batch = 32
-        var learningRate: Float = TrainingOptions.federated.learningRate
-        var momentum: Float = TrainingOptions.federated.momentum
-        var gradientClip: Float = TrainingOptions.federated.gradientClip
-        var fitness = FitnessVariant.accuracy
+        var options = TrainingOptions.federated
         var updateDType = DType.int8Block
+
+        init() {}
+
+        init(_ r: RegisterReply) {
+            config = r.modelConfig
+            options = r.trainingOptions
+            updateDType = r.updateDType
+        }
     }
 
     public init(options: AgentOptions, log: @escaping (String) -> Void) throws(EdgeError) {
@@ -67,15 +69,13 @@ public final class EdgeAgent {
     func build() throws(EdgeError) {
         let plan = try DevicePlan.derive(budget: options.memoryBudget, config: settings.config, storage: options.storage,
                                          update: settings.updateDType, samples: shard.train.count + shard.test.count,
-                                         preferredBatch: settings.batch, maxKc: options.maxKc)
+                                         preferredBatch: settings.options.batchSize, maxKc: options.maxKc)
         runtime = nil  // free the old arena before carving a new one
-        let rt = try EdgeRuntime(plan: plan, shard: shard)
-        rt.gate.initialise(random: &random)
-        rt.trainer.options = TrainingOptions(learningRate: settings.learningRate, momentum: settings.momentum, weightDecay: 0,
-                                             batchSize: plan.batch, epochs: settings.localEpochs, fitness: settings.fitness,
-                                             gradientClip: settings.gradientClip)
+        let rt = try EdgeRuntime(plan: plan, shard: shard, random: &random)
+        var training = settings.options
+        training.batchSize = plan.batch
+        rt.workspace.trainer.options = training
         runtime = rt
-        extractorVersion = nil
         log("memory plan: budget \(Format.bytes(plan.budget)), arena \(Format.bytes(plan.book.total)), k_c \(plan.kc) (+\(plan.warmSlots) warm), batch \(plan.batch), \(options.storage.name) experts")
     }
 
@@ -85,18 +85,17 @@ public final class EdgeAgent {
         try withRetries("register") { () throws(EdgeError) in try self.register() }
         while !stopRequested() {
             if let limit = options.rounds, roundsTrained >= limit { break }
-            let round = try withRetries("poll round") { () throws(EdgeError) -> SmallMessage in try self.pollRound() }
-            let state = round["state"] ?? ""
-            if state == "finished" { log("training finished (server)"); break }
-            guard state == "open", let number = Int(round["round"] ?? ""), number > lastRound else { continue }
-            let assigned = (try? round.intList("assigned")) ?? []
-            if assigned.isEmpty {
+            let round = try withRetries("poll round") { () throws(EdgeError) -> RoundMessage in try self.pollRound() }
+            if round.phase == .finished { log("training finished (server)"); break }
+            let number = round.round
+            guard round.phase == .open, number > lastRound else { continue }
+            if round.assigned.isEmpty {
                 lastRound = number
                 log("round \(number): not assigned this round")
                 continue
             }
             do throws(EdgeError) {
-                try trainRound(number, round: round)
+                try trainRound(round)
                 roundsTrained += 1
             } catch {
                 if case .http(let status, let message) = error, status == 409 || status == 422 {
@@ -127,39 +126,21 @@ public final class EdgeAgent {
         for _ in 0..<2 {
             if runtime == nil { try build() }
             let plan = runtime!.plan
-            var m = SmallMessage()
-            m.set("memory_budget", plan.budget)
-            m.set("kc", plan.kc)
-            m.set("storage", options.storage.name)
-            m.set("board", options.board)
-            m.set("samples", shard.train.count)
-            m.set("max_batch", plan.batch)
-            let reply = try exchange("POST", "/v1/register", body: m.encoded())
-            var s = ServerSettings()
+            let request = RegisterRequest(memoryBudget: plan.budget, kc: plan.kc, storage: options.storage, board: options.board,
+                                          samples: shard.train.count, maxBatch: plan.batch)
+            let reply = try exchange("POST", "/v1/register", body: request.message().encoded())
+            let s: ServerSettings
             do throws(MessageError) {
-                clientId = try reply.int("client_id", in: 0...Int(Int32.max))
-                s.config = MoEConfig(inputDim: try reply.int("input_dim", in: 1...1 << 20), hidden: try reply.int("hidden", in: 1...1 << 16),
-                                     expertHidden: try reply.int("expert_hidden", in: 1...1 << 16),
-                                     classes: try reply.int("classes", in: 2...1 << 16), experts: try reply.int("experts", in: 1...4096),
-                                     topK: try reply.int("topk", in: 1...64))
-                s.localEpochs = try reply.int("local_epochs", in: 1...1000)
-                s.batch = try reply.int("batch", in: 1...1 << 16)
-                s.learningRate = Float(try reply.real("learning_rate"))
-                if reply["momentum"] != nil { s.momentum = Float(try reply.real("momentum")) }
-                if reply["gradient_clip"] != nil { s.gradientClip = Float(try reply.real("gradient_clip")) }
-                let alpha = Float((try? reply.real("alpha_loss")) ?? 1)
-                s.fitness = reply["fitness"] == "loss" ? .loss(alpha: alpha) : .accuracy
-                guard let update = DType.named(try reply.string("update_dtype")) else { throw MessageError.badValue("update_dtype", reply["update_dtype"] ?? "") }
-                s.updateDType = update
+                let r = try RegisterReply(reply)
+                clientId = r.clientId
+                s = ServerSettings(r)
             } catch {
                 throw .protocolViolation("register reply: \(error.message)")
             }
             if s.config.inputDim != shard.train.dim {
                 throw .data("the server's model takes \(s.config.inputDim) features, the local data has \(shard.train.dim)")
             }
-            let changed = s.config != settings.config || s.batch != settings.batch || s.updateDType != settings.updateDType
-                || s.localEpochs != settings.localEpochs || s.learningRate != settings.learningRate
-                || s.momentum != settings.momentum || s.gradientClip != settings.gradientClip
+            let changed = s != settings
             settings = s
             if !changed {
                 log("registered as client \(clientId) with \(options.server.host):\(options.server.port): k_c \(plan.kc), \(shard.train.count) samples")
@@ -170,93 +151,44 @@ public final class EdgeAgent {
         throw .protocolViolation("the server's settings changed twice during registration")
     }
 
-    func pollRound() throws(EdgeError) -> SmallMessage {
-        try exchange("GET", "/v1/round?client=\(clientId)&wait=20" + (lastRound >= 0 ? "&after=\(lastRound)" : ""), timeout: 45_000)
+    func pollRound() throws(EdgeError) -> RoundMessage {
+        let m = try exchange("GET", "/v1/round?client=\(clientId)&wait=20" + (lastRound >= 0 ? "&after=\(lastRound)" : ""), timeout: 45_000)
+        do throws(MessageError) { return try RoundMessage(m) } catch { throw .protocolViolation("round message: \(error.message)") }
     }
 
-    func trainRound(_ number: Int, round: SmallMessage) throws(EdgeError) {
+    /// One round: the device's round step with HTTP downloads, then the report upload.
+    func trainRound(_ round: RoundMessage) throws(EdgeError) {
         guard let rt = runtime else { throw .protocolViolation("no runtime") }
         let start = csys_monotonic_ns()
         var up = 0, down = 0
-        let hitsBefore = rt.cache.counters.hits, missesBefore = rt.cache.counters.misses
-        let assigned: [Int], versions: [Int], extractorAt: Int
-        do throws(MessageError) {
-            assigned = try round.intList("assigned")
-            versions = try round.intList("expert_versions")
-            extractorAt = try round.int("extractor_version", in: 0...Int.max)
-        } catch {
-            throw .protocolViolation("round message: \(error.message)")
-        }
-        let distinct = assigned.enumerated().allSatisfy { i, e in !assigned[..<i].contains(e) }
-        if assigned.count != versions.count || assigned.count > rt.plan.kc || !distinct
-            || assigned.contains(where: { $0 < 0 || $0 >= settings.config.experts }) {
-            throw .protocolViolation("assignment \(assigned) does not fit this device (k_c \(rt.plan.kc))")
-        }
-
-        // Extractor: download unless the held version is current; either way start from the global value.
-        if extractorVersion != UInt64(extractorAt) {
-            let have = extractorVersion.map { "&have=\($0)" } ?? ""
-            let r = try get("/v1/extractor?client=\(clientId)\(have)")
-            down += r.bytesReceived; up += r.bytesSent
-            if r.status == 200 {
-                try rt.loadExtractor(containerBytes: r.bodyLength)
-            }
-            extractorVersion = UInt64(extractorAt)
-        }
-        for p in rt.trainer.extractor.parameters { p.value.copy(from: p.initial); p.velocity.fill(0) }
-
-        // Experts through the cache.
-        rt.trainer.assign(assigned)
-        for (slot, expert) in assigned.enumerated() {
-            let version = UInt64(versions[slot])
-            var cacheSlot = rt.cache.lookup(expert: expert, version: version, round: number)
-            if cacheSlot == nil {
-                let have = rt.cache.cachedVersion(of: expert).map { "&have=\($0)" } ?? ""
-                let target = rt.cache.reserve(expert: expert, pinned: assigned)
-                let r = try get("/v1/experts/\(expert)?client=\(clientId)\(have)")
-                down += r.bytesReceived; up += r.bytesSent
-                guard r.status == 200 else { throw .protocolViolation("expert \(expert): server answered \(r.status) to a download of a version it announced") }
-                try rt.decodeContainer(bodyLength: r.bodyLength, kind: .expertWeights, expert: expert,
-                                       shapes: settings.config.expertShapes, into: rt.cache.slotBuffer(target))
-                rt.cache.commit(slot: target, expert: expert, version: version, fetchedBytes: r.bodyLength, round: number)
-                cacheSlot = target
-            }
-            try rt.loadExpert(trainerSlot: slot, cacheSlot: cacheSlot!, expert: expert)
-        }
-        rt.trainer.loadGate(from: rt.gate)
-
-        // Train, measure, and keep the gate (it is the client's own, never sent).
         if stopRequested() { throw .stopped }
-        let report = rt.withSplit(test: false) { x, y in rt.trainer.train(features: x, labels: y, random: &random) }
-        let test = rt.trainCount < rt.labels.count
-            ? rt.withSplit(test: true) { x, y in rt.trainer.evaluate(features: x, labels: y) } : nil
-        rt.trainer.storeGate(into: rt.gate)
-
-        // Report: fitness and usage per expert, then the deltas as containers.
-        var fields = SmallMessage()
-        fields.set("client_id", clientId)
-        fields.set("samples", shard.train.count)
-        fields.set("loss", Format.fixed(Double(report.lastEpochLoss), 6))
-        fields.set("accuracy", Format.fixed(Double(report.lastEpochAccuracy), 6))
-        if let test { fields.set("test_accuracy", Format.fixed(Double(test.accuracy), 6)) }
-        fields.set("experts", list: report.experts.map { $0.expert })
-        fields.set("usage", list: report.experts.map { $0.usage })
-        var fitnessText = ""
-        for (i, e) in report.experts.enumerated() { fitnessText += (i == 0 ? "" : ",") + Format.fixed(Double(e.fitness), 6) }
-        fields.set("fitness", fitnessText)
-        let bodyLength = try rt.writeReport(fields: fields, extractorVersion: UInt64(extractorAt), experts: assigned,
-                                            versions: versions.map { UInt64($0) }, random: &random)
-        let r = try client.send("POST", "/v1/rounds/\(number)/report",
-                                body: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.report)[0..<bodyLength]),
-                                contentType: "application/octet-stream", into: rt.download)
+        let outcome = try DeviceRound.run(round, clientId: clientId, device: rt.device, workspace: rt.workspace, random: &random) {
+            (part, have) throws(EdgeError) -> Int? in
+            let query = "client=\(clientId)" + (have.map { "&have=\($0)" } ?? "")
+            let path: String
+            switch part {
+            case .extractor: path = "/v1/extractor?" + query
+            case .expert(let e): path = "/v1/experts/\(e)?" + query
+            }
+            let r = try get(path)
+            down += r.bytesReceived; up += r.bytesSent
+            return r.status == 304 ? nil : r.bodyLength
+        }
+        let ws = rt.workspace
+        let r = try client.send("POST", "/v1/rounds/\(round.round)/report",
+                                body: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(ws.report)[0..<outcome.reportBytes]),
+                                contentType: "application/octet-stream", into: ws.download)
         up += r.bytesSent; down += r.bytesReceived
         if r.status != 200 { throw .http(status: r.status, message: errorMessage(rt, r)) }
 
+        let f = outcome.fields
+        var fitnessText = ""
+        for (i, s) in f.fitness.enumerated() { fitnessText += (i == 0 ? "" : ",") + Format.fixed(s, 3) }
         let seconds = Double(csys_monotonic_ns() - start) / 1e9
-        log("round \(number)  experts \(assigned)  cache hit \(rt.cache.counters.hits - hitsBefore) miss \(rt.cache.counters.misses - missesBefore)"
-            + "  up \(Format.bytes(up)) down \(Format.bytes(down))  loss \(Format.fixed(Double(report.lastEpochLoss), 4))"
-            + " acc \(Format.fixed(Double(report.lastEpochAccuracy), 3))"
-            + (test.map { " test \(Format.fixed(Double($0.accuracy), 3))" } ?? "")
+        log("round \(round.round)  experts \(round.assigned)  cache hit \(outcome.cacheHits) miss \(outcome.cacheMisses)"
+            + "  up \(Format.bytes(up)) down \(Format.bytes(down))  loss \(Format.fixed(f.loss, 4))"
+            + " acc \(Format.fixed(f.accuracy, 3))"
+            + (f.testAccuracy.map { " test \(Format.fixed($0, 3))" } ?? "")
             + "  fitness \(fitnessText)  \(Format.fixed(seconds, 2)) s")
     }
 
@@ -265,7 +197,7 @@ public final class EdgeAgent {
     /// A GET whose 200 body lands in the download buffer; 304 is a normal answer.
     func get(_ path: String) throws(EdgeError) -> HTTPResponse {
         guard let rt = runtime else { throw .protocolViolation("no runtime") }
-        let r = try client.send("GET", path, into: rt.download)
+        let r = try client.send("GET", path, into: rt.workspace.download)
         if r.status != 200 && r.status != 304 { throw .http(status: r.status, message: errorMessage(rt, r)) }
         return r
     }
@@ -276,21 +208,21 @@ public final class EdgeAgent {
         let r: HTTPResponse
         if let body {
             r = try body.withUnsafeBytes { b in
-                Result { () throws(EdgeError) -> HTTPResponse in try client.send(method, path, body: b, into: rt.download, timeoutMilliseconds: timeout) }
+                Result { () throws(EdgeError) -> HTTPResponse in try client.send(method, path, body: b, into: rt.workspace.download, timeoutMilliseconds: timeout) }
             }.get()
         } else {
-            r = try client.send(method, path, into: rt.download, timeoutMilliseconds: timeout)
+            r = try client.send(method, path, into: rt.workspace.download, timeoutMilliseconds: timeout)
         }
         if r.status != 200 { throw .http(status: r.status, message: errorMessage(rt, r)) }
         do throws(MessageError) {
-            return try SmallMessage.parse(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.download)[0..<r.bodyLength]))
+            return try SmallMessage.parse(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.workspace.download)[0..<r.bodyLength]))
         } catch {
             throw .protocolViolation("\(path): \(error.message)")
         }
     }
 
     func errorMessage(_ rt: EdgeRuntime, _ r: HTTPResponse) -> String {
-        let body = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.download)[0..<min(r.bodyLength, rt.download.count)])
+        let body = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.workspace.download)[0..<min(r.bodyLength, rt.workspace.download.count)])
         if let m = try? SmallMessage.parse(body) { return (m["error"] ?? "") + ": " + (m["message"] ?? "") }
         return "status \(r.status)"
     }
@@ -315,5 +247,19 @@ public final class EdgeAgent {
                 delay = min(delay * 2, 10_000)
             }
         }
+    }
+}
+
+extension RegisterReply {
+    /// The model the server trains (what the device plans its memory for).
+    public var modelConfig: MoEConfig {
+        MoEConfig(inputDim: inputDim, hidden: hidden, expertHidden: expertHidden, classes: classes, experts: experts, topK: topK)
+    }
+
+    /// The local training the server asks for (the batch may be lowered to the device's plan).
+    public var trainingOptions: TrainingOptions {
+        TrainingOptions(learningRate: Float(learningRate), momentum: Float(momentum), weightDecay: 0, batchSize: batch,
+                        epochs: localEpochs, fitness: fitness == .loss ? .loss(alpha: Float(alphaLoss)) : .accuracy,
+                        gradientClip: Float(gradientClip))
     }
 }

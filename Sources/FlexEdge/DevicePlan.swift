@@ -51,24 +51,44 @@ public struct DevicePlan: Equatable {
     }
 
     /// The bookings of everything the runtime carves from its arena for (kc, warm, batch), with the
-    /// local dataset of `samples` rows.
+    /// local dataset of `samples` rows: the round workspace, then the device's own state.
     public static func book(config c: MoEConfig, storage: DType, update: DType, kc: Int, warm: Int, batch: Int,
                             samples: Int) -> MemoryBook {
+        var book = workspaceBook(config: c, storage: storage, update: update, kc: kc, batch: batch)
+        book.add(deviceBook(config: c, storage: storage, slots: kc + warm, samples: samples))
+        return book
+    }
+
+    /// What `RoundWorkspace` carves: the trainer, the network buffers, the zstd contexts.
+    public static func workspaceBook(config c: MoEConfig, storage: DType, update: DType, kc: Int, batch: Int) -> MemoryBook {
         var book = LocalTrainer<MLPExtractor>.plan(config: c, capacity: kc, maxBatch: batch)
-        let planner = MemoryPlanner()
-        _ = ClientGate(c, memory: .planning(planner))
-        book.add(planner.book)
-        book.add(MemoryComponent.expertCache.rawValue,
-                 bytes: ExpertCache.bytes(layout: ExpertLayout(shapes: c.expertShapes, dtype: storage), slots: kc + warm))
         for bytes in networkBuffers(c, storage: storage, update: update, kc: kc) {
             book.add(MemoryComponent.network.rawValue, bytes: Arena.rounded(bytes))
         }
         book.add(MemoryComponent.zstd.rawValue,
                  bytes: Arena.rounded(ZstdCompressor.workspaceBytes(level: 3, maxInput: largestPart(c, [storage, update]))))
         book.add(MemoryComponent.zstd.rawValue, bytes: Arena.rounded(ZstdDecompressor.workspaceBytes))
+        return book
+    }
+
+    /// What `DeviceState` carves: the gate, the expert cache of `slots` experts, the local data.
+    public static func deviceBook(config c: MoEConfig, storage: DType, slots: Int, samples: Int) -> MemoryBook {
+        let planner = MemoryPlanner()
+        _ = ClientGate(c, memory: .planning(planner))
+        var book = planner.book
+        book.add(MemoryComponent.expertCache.rawValue,
+                 bytes: ExpertCache.bytes(layout: ExpertLayout(shapes: c.expertShapes, dtype: storage), slots: slots))
         book.add(.data, Shape(rows: max(samples, 1), cols: c.inputDim))
         book.add(.data, Shape(vector: max(samples, 1)), elementBytes: 4)
         return book
+    }
+
+    /// A plan for exactly (kc, warm, batch), without a budget (the simulator's devices).
+    public static func fixed(config c: MoEConfig, storage: DType, update: DType, kc: Int, warm: Int, batch: Int,
+                             samples: Int) -> DevicePlan {
+        let book = book(config: c, storage: storage, update: update, kc: kc, warm: warm, batch: batch, samples: samples)
+        return DevicePlan(config: c, storage: storage, updateDType: update, kc: kc, warmSlots: warm, batch: batch,
+                          book: book, budget: book.total + outsideArenaAllowance)
     }
 
     /// The network buffers, in carving order: download buffer (one container), report body, encode

@@ -31,10 +31,10 @@ public enum DataSource: Equatable {
                 guard let v = UInt64(kv[1]) else { throw .usage("--data: seed must be a non-negative number") }
                 seed = v
             case "alpha":
-                guard let v = Format.parseDecimal(kv[1]), v >= 0 else { throw .usage("--data: bad alpha") }
+                guard let v = Format.parseReal(kv[1]), v >= 0 else { throw .usage("--data: bad alpha") }
                 alpha = v
             case "beta":
-                guard let v = Format.parseDecimal(kv[1]), v >= 0 else { throw .usage("--data: bad beta") }
+                guard let v = Format.parseReal(kv[1]), v >= 0 else { throw .usage("--data: bad beta") }
                 beta = v
             default:
                 throw .usage("--data: unknown key '\(kv[0])' (client, seed, alpha, beta)")

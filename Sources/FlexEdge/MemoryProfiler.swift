@@ -68,7 +68,7 @@ public enum MemoryProfiler {
         let global = LocalTrainer(config: c, capacity: 1, maxBatch: 1)
         ProcessMemory.resetPeak()
         let baseline = ProcessMemory.currentRSS
-        let rt = try EdgeRuntime(plan: plan, shard: shard)
+        let rt = try EdgeRuntime(plan: plan, shard: shard, random: &random)
         // Bytes in use per component and phase. (Arrays, not a Dictionary: String-keyed dictionaries
         // crashed the Embedded aarch64 build, see FlagValues.)
         var used: [(name: String, bytes: [Int])] = []
@@ -89,21 +89,21 @@ public enum MemoryProfiler {
         let experts = assigned.count < plan.kc ? Array(0..<plan.kc) : assigned
         global.extractor.initialise(random: &random)
         let extractorSize = try ship(parameters: global.extractor.parameters, kind: .extractorWeights, expert: nil, rt: rt)
-        try rt.loadExtractor(containerBytes: extractorSize)
+        try rt.workspace.loadExtractor(containerBytes: extractorSize, version: 1)
         var largestDownload = extractorSize
-        rt.trainer.assign(experts)
+        rt.workspace.trainer.assign(experts)
         for (slot, expert) in experts.enumerated() {
             global.experts[0].initialise(random: &random)
             let size = try ship(parameters: global.experts[0].parameters, kind: .expertWeights, expert: expert, rt: rt)
             largestDownload = max(largestDownload, size)
-            let target = rt.cache.reserve(expert: expert, pinned: experts)
-            try rt.decodeContainer(bodyLength: size, kind: .expertWeights, expert: expert, shapes: c.expertShapes,
-                                   into: rt.cache.slotBuffer(target))
-            rt.cache.commit(slot: target, expert: expert, version: 1, fetchedBytes: size, round: 1)
-            try rt.loadExpert(trainerSlot: slot, cacheSlot: target, expert: expert)
+            let target = rt.device.cache.reserve(expert: expert, pinned: experts)
+            try rt.workspace.decodeContainer(bodyLength: size, kind: .expertWeights, expert: expert, shapes: c.expertShapes,
+                                   into: rt.device.cache.slotBuffer(target))
+            rt.device.cache.commit(slot: target, expert: expert, version: 1, fetchedBytes: size, round: 1)
+            try rt.workspace.loadExpert(trainerSlot: slot, from: rt.device.cache, slot: target, expert: expert)
         }
-        rt.gate.initialise(random: &random)
-        rt.trainer.loadGate(from: rt.gate)
+        rt.device.gate.initialise(random: &random)
+        rt.workspace.trainer.loadGate(from: rt.device.gate)
         use(MemoryComponent.network.rawValue, 0, Arena.rounded(largestDownload))
         use(MemoryComponent.zstd.rawValue, 0, Arena.rounded(ZstdDecompressor.workspaceBytes))
         for component in [MemoryComponent.extractor, .workingCopies, .downloadedCopies, .gate] {
@@ -112,9 +112,9 @@ public enum MemoryProfiler {
         peaks.append(ProcessMemory.peakRSS)
 
         // Phase 1, train: one local round on the training split.
-        rt.trainer.options = TrainingOptions(batchSize: plan.batch, epochs: 1)
-        let report = rt.withSplit(test: false) { x, y in rt.trainer.train(features: x, labels: y, random: &random) }
-        rt.trainer.storeGate(into: rt.gate)
+        rt.workspace.trainer.options = TrainingOptions(batchSize: plan.batch, epochs: 1)
+        let report = rt.device.withSplit(test: false) { x, y in rt.workspace.trainer.train(features: x, labels: y, random: &random) }
+        rt.workspace.trainer.storeGate(into: rt.device.gate)
         for component in [MemoryComponent.extractor, .gate, .workingCopies, .gradients, .optimiserState, .downloadedCopies, .activations, .data] {
             use(component.rawValue, 1, planned(component))
         }
@@ -124,7 +124,7 @@ public enum MemoryProfiler {
         var fields = SmallMessage()
         fields.set("client_id", 0)
         fields.set("experts", list: experts)
-        let reportBytes = try rt.writeReport(fields: fields, extractorVersion: 1, experts: experts,
+        let reportBytes = try rt.workspace.writeReport(fields: fields, extractorVersion: 1, experts: experts,
                                              versions: experts.map { _ in 1 }, random: &random)
         use(MemoryComponent.network.rawValue, 2, Arena.rounded(reportBytes)
             + Arena.rounded(2 * DevicePlan.largestPart(c, [plan.updateDType])) + Arena.rounded(4 * DevicePlan.largestTensor(c)))
@@ -139,11 +139,11 @@ public enum MemoryProfiler {
             rows.append(MemoryProfile.Row(name: entry.component, planned: entry.bytes,
                                           used: used.first { $0.name == entry.component }?.bytes ?? [0, 0, 0]))
         }
-        for slot in 0..<rt.cache.slotCount {
-            let held = rt.cache.slots[slot]
+        for slot in 0..<rt.device.cache.slotCount {
+            let held = rt.device.cache.slots[slot]
             let label = held.map { "expert cache slot \(slot) (expert \($0.expert))" } ?? "expert cache slot \(slot) (warm, empty)"
-            let inUse = held == nil ? 0 : rt.cache.slotBytes
-            rows.append(MemoryProfile.Row(name: label, planned: rt.cache.slotBytes, used: [inUse, inUse, inUse]))
+            let inUse = held == nil ? 0 : rt.device.cache.slotBytes
+            rows.append(MemoryProfile.Row(name: label, planned: rt.device.cache.slotBytes, used: [inUse, inUse, inUse]))
         }
         return MemoryProfile(plan: plan, rows: rows, arenaCapacity: rt.arena.capacity, arenaUsed: rt.arena.used,
                              baselineRSS: baseline, peakRSSAfterPhase: peaks, trainingLoss: report.lastEpochLoss,
@@ -155,7 +155,7 @@ public enum MemoryProfiler {
     static func ship(parameters: [Parameter], kind: PartKind, expert: Int?, rt: EdgeRuntime) throws(EdgeError) -> Int {
         var entries: [TensorEntry] = []
         var offset = 0
-        let base = rt.encodeScratch.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let base = rt.workspace.encodeScratch.baseAddress!.assumingMemoryBound(to: UInt8.self)
         for p in parameters {
             let q = QuantizedTensor(dtype: rt.plan.storage, shape: p.shape, borrowing: base + offset)
             Quantizer.quantize(p.value, into: q)
@@ -164,9 +164,9 @@ public enum MemoryProfiler {
         }
         do throws(WireError) {
             return try Container.encode(kind: kind, expertId: expert.map { UInt32($0) }, modelVersion: 1, tensors: entries,
-                                        payload: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.encodeScratch)[0..<offset]),
-                                        codec: .zstd, compressor: rt.compressor,
-                                        scratch: UnsafeMutableRawBufferPointer(start: nil, count: 0), into: rt.download)
+                                        payload: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.workspace.encodeScratch)[0..<offset]),
+                                        codec: .zstd, compressor: rt.workspace.compressor,
+                                        scratch: UnsafeMutableRawBufferPointer(start: nil, count: 0), into: rt.workspace.download)
         } catch {
             throw .protocolViolation("encoding the test model: \(error.message)")
         }

@@ -103,43 +103,28 @@ public struct ClientRecord: Sendable, Equatable {
     }
 }
 
-/// What `state.json` holds.
-public struct PersistedState: Sendable {
-    public var completedRound: Int
-    public var checkpoint: String
-    /// client id → [(expert, Q value)] for measured pairs.
-    public var fitness: [Int: [(Int, Float)]]
-    public var loadHistory: [[Int]]
+/// Where the round state machine keeps what must survive a restart. `StateStore` writes files in
+/// the state directory; the simulator keeps nothing (`TransientStore`).
+public protocol RoundStore: Sendable {
+    /// The last completed round's state and model, or nil when there is none.
+    func load(config: ServerConfig) throws -> (PersistedState, GlobalModel)?
+    func loadClients() -> [ClientRecord]
+    func appendClient(_ c: ClientRecord) throws
+    /// Saves a completed round (model, state, record) before the round counts as completed.
+    func saveRound(model: GlobalModel, state: PersistedState, record: RoundRecord) throws
+}
 
-    public init(completedRound: Int, checkpoint: String, fitness: [Int: [(Int, Float)]], loadHistory: [[Int]]) {
-        self.completedRound = completedRound; self.checkpoint = checkpoint; self.fitness = fitness
-        self.loadHistory = loadHistory
-    }
-
-    func json() -> [UInt8] {
-        var q: [String: Any] = [:]
-        for (c, pairs) in fitness { q[String(c)] = pairs.map { [$0.0, Double($0.1)] as [Any] } }
-        let obj: [String: Any] = ["completed_round": completedRound, "checkpoint": checkpoint, "fitness": q,
-                                  "load_history": loadHistory]
-        return [UInt8](try! JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]))
-    }
-
-    static func parse(_ bytes: [UInt8]) throws -> PersistedState {
-        guard let o = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-              let r = o["completed_round"] as? Int, let ck = o["checkpoint"] as? String,
-              let q = o["fitness"] as? [String: Any], let h = o["load_history"] as? [[Int]]
-        else { throw ServerError.storage("state.json is malformed") }
-        var fitness: [Int: [(Int, Float)]] = [:]
-        for (k, v) in q {
-            guard let c = Int(k), let pairs = v as? [[Double]] else { throw ServerError.storage("state.json: bad fitness row") }
-            fitness[c] = pairs.compactMap { $0.count == 2 ? (Int($0[0]), Float($0[1])) : nil }
-        }
-        return PersistedState(completedRound: r, checkpoint: ck, fitness: fitness, loadHistory: h)
-    }
+/// A store that keeps nothing: for in-process simulations, which restart from scratch.
+public struct TransientStore: RoundStore {
+    public init() {}
+    public func load(config: ServerConfig) throws -> (PersistedState, GlobalModel)? { nil }
+    public func loadClients() -> [ClientRecord] { [] }
+    public func appendClient(_ c: ClientRecord) throws {}
+    public func saveRound(model: GlobalModel, state: PersistedState, record: RoundRecord) throws {}
 }
 
 /// The state directory.
-public struct StateStore: Sendable {
+public struct StateStore: RoundStore {
     public let dir: String
     public let keep: Int
 
@@ -159,10 +144,10 @@ public struct StateStore: Sendable {
 
     /// Saves a completed round: checkpoint first, then state.json that names it, then the round
     /// log line; older checkpoints beyond `keep` are removed last.
-    public func saveRound(model: GlobalModel, state: PersistedState, logLine: String) throws {
+    public func saveRound(model: GlobalModel, state: PersistedState, record: RoundRecord) throws {
         try DurableFile.writeAtomically(model.checkpoint(round: UInt64(state.completedRound)), to: dir + "/" + state.checkpoint)
-        try DurableFile.writeAtomically(state.json(), to: statePath)
-        try DurableFile.append(Array((logLine + "\n").utf8), to: roundsPath)
+        try DurableFile.writeAtomically(RecordJSON.encode(state), to: statePath)
+        try DurableFile.append(RecordJSON.encode(record) + Array("\n".utf8), to: roundsPath)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
         let ckpts = names.filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".fxck") }.sorted()
         if ckpts.count > keep { for n in ckpts.prefix(ckpts.count - keep) { try? FileManager.default.removeItem(atPath: dir + "/" + n) } }
@@ -171,7 +156,8 @@ public struct StateStore: Sendable {
     /// The last completed round's state and model, or nil on a fresh directory.
     public func load(config: ServerConfig) throws -> (PersistedState, GlobalModel)? {
         guard let b = DurableFile.read(statePath) else { return nil }
-        let s = try PersistedState.parse(b)
+        let s: PersistedState
+        do { s = try RecordJSON.decode(PersistedState.self, from: b) } catch { throw ServerError.storage("state.json is malformed: \(error)") }
         guard let ck = DurableFile.read(dir + "/" + s.checkpoint) else { throw ServerError.storage("missing \(s.checkpoint)") }
         let (model, round) = try GlobalModel.load(checkpoint: ck, config: config.model)
         guard round == UInt64(s.completedRound) else { throw ServerError.storage("\(s.checkpoint) is round \(round), state.json says \(s.completedRound)") }

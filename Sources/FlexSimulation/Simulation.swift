@@ -1,6 +1,8 @@
 import FlexAssign
 import FlexData
+import FlexEdge
 import FlexServer
+import Logging
 import FlexModel
 import FlexTensor
 import FlexWire
@@ -8,15 +10,13 @@ import Foundation
 
 /// `flexmoe-server simulate`: federated rounds with in-process devices (docs/RESULTS.md).
 ///
-/// Every round runs the live server's logic and the devices' code, minus the sockets:
-/// - assignment: `RoundPlanner` (the Coordinator's Q, bounds, deficit shift, solver);
-/// - downloads: the global model encoded as the real FlexWire containers in the storage dtype
-///   (`GlobalModel.extractorContainer`/`expertContainer`), decoded as a device decodes them;
-/// - local training: FlexModel's `LocalTrainer` with each device's own `ClientGate`;
-/// - reports: the deltas quantised with stochastic rounding into update containers, framed as a
-///   `POST /v1/rounds/N/report` body, checked by the server's `ReportValidator` and folded by its
-///   `StreamingAggregator` (weights |D_c| for ψ, u[c][e] for θ_e), Q updated with the measured pairs.
-/// Bytes per client are the sizes of those containers and report bodies (HTTP heads not counted).
+/// The simulator re-implements neither side: the server is FlexServer's `RoundStateMachine` (the
+/// live server's registry, assignment, report checks, aggregation, Q and load history) on a simulated
+/// clock, and every device is FlexEdge's `DeviceRound` step (cache, downloads decoded as a board
+/// decodes them, local training with its own gate, fitness, the report body with stochastically
+/// rounded delta containers) on a `DeviceState` of its own, trained on a worker's `RoundWorkspace`.
+/// Only the sockets are missing: downloads and reports are handed over in memory. Bytes per client
+/// are the sizes of the containers and report bodies (HTTP heads not counted).
 public enum SimulationStrategy: String, Sendable, CaseIterable {
     case flex, greedy, random
     /// Plain FedAvg of a dense model: one "expert" (E = 1, top-1), so every device trains the whole
@@ -152,9 +152,6 @@ public enum SimulationCapacity: Sendable, Equatable {
     /// k_c (capped at E).
     case boards
 
-    /// The default k_c of the board profiles (FlexEdge `BoardProfile.all`: Pi Zero 2 W, Pi 3B, Pi 4B,
-    /// Pi 5), copied here because FlexServer does not depend on FlexEdge; a test keeps them equal.
-    public static let boardProfiles: [(name: String, kc: Int)] = [("pi-zero-2w", 2), ("pi-3b", 4), ("pi-4b", 8), ("pi-5", 16)]
 
     public static func parse(_ s: String) throws(SimulationError) -> SimulationCapacity {
         if s == "boards" { return .boards }
@@ -301,7 +298,7 @@ public final class Simulation {
             let kc: Int
             switch settings.capacity {
             case .fixed(let k): kc = k
-            case .boards: kc = SimulationCapacity.boardProfiles[kcRandom.nextInt(below: SimulationCapacity.boardProfiles.count)].kc
+            case .boards: kc = BoardProfile.all[kcRandom.nextInt(below: BoardProfile.all.count)].defaultKc
             }
             return Device(train: DatasetBox(box.dataset.subset(tr)), test: DatasetBox(box.dataset.subset(te)), kc: min(kc, settings.experts))
         }
@@ -309,108 +306,120 @@ public final class Simulation {
 
     // MARK: one strategy, one seed
 
-    /// What one device sends back after its local round.
-    struct DeviceResult {
-        var report: ValidatedReport
-        var bodyBytes: Int
-        var testAccuracy: Double?
-        var trainLoss: Double
-        var trainAccuracy: Double
+    /// One simulated device: its state (gate, cache, data) and its random stream, used by one worker
+    /// at a time.
+    final class SimDevice {
+        let clientId: Int
+        let identity: RoundStateMachine.Identity
+        let state: DeviceState
+        var random: FlexRandom
+        init(clientId: Int, identity: RoundStateMachine.Identity, state: DeviceState, random: FlexRandom) {
+            self.clientId = clientId; self.identity = identity; self.state = state; self.random = random
+        }
+    }
+
+    /// The server configuration of a run: the live server's defaults with the run's settings.
+    func serverConfig(strategy: SimulationStrategy, seed: UInt64) -> ServerConfig {
+        let s = settings
+        let dense = strategy == .fedavgDense
+        var c = ServerConfig()
+        c.inputDim = data.dataset.dim
+        c.hidden = s.hidden
+        c.expertHidden = s.expertHidden
+        c.classes = data.dataset.classes
+        c.experts = dense ? 1 : s.experts
+        c.topK = dense ? 1 : s.topK
+        c.rounds = s.rounds
+        c.minClients = s.clients
+        c.roundDeadline = 1e9  // the simulated clock never reaches it: every device reports
+        c.localEpochs = s.localEpochs
+        c.batch = s.batch
+        c.learningRate = Double(s.learningRate)
+        c.momentum = Double(s.momentum)
+        c.gradientClip = Double(s.gradientClip)
+        c.beta = s.beta
+        c.epsilon = s.epsilon
+        switch s.fitness {
+        case .accuracy: c.fitness = "accuracy"
+        case .loss(let alpha): c.fitness = "loss"; c.alphaLoss = Double(alpha)
+        }
+        c.solver = strategy.solver.rawValue
+        c.expertWeighting = s.weightByUsage ? "usage" : "samples"
+        c.storageDType = s.storage.name
+        c.updateDType = s.update.name
+        c.seed = seed
+        return c
     }
 
     func run(strategy: SimulationStrategy, seed: UInt64, devices: [Device],
              progress: (SimulationRound) -> Void) throws -> [SimulationRound] {
         let s = settings
         let dense = strategy == .fedavgDense
-        let E = dense ? 1 : s.experts
-        let config = MoEConfig(inputDim: data.dataset.dim, hidden: s.hidden, expertHidden: s.expertHidden,
-                               classes: data.dataset.classes, experts: E, topK: dense ? 1 : s.topK)
-        var model = GlobalModel.initial(config: config, seed: seed)
-        var planner = RoundPlanner(experts: E, beta: Float(s.beta), epsilon: s.epsilon, solver: strategy.solver, seed: seed)
-        let n = devices.count
-        let ids = Array(0..<n)
-        let capacity = devices.map { dense ? 1 : $0.kc }
-        let sizes = devices.map { $0.train.dataset.count }
-        let gates: [ClientGate] = ids.map { c in
-            let g = ClientGate(config)
-            var r = FlexRandom(seed: seed &+ 0x6A7E &+ UInt64(c) &* 0x1000_0001)
-            g.initialise(random: &r)
-            return g
-        }
-        var options = TrainingOptions.federated
-        options.learningRate = s.learningRate
-        options.momentum = s.momentum
-        options.gradientClip = s.gradientClip
-        options.batchSize = s.batch
-        options.epochs = s.localEpochs
-        options.fitness = s.fitness
-        let workers = max(1, min(s.threads, n))
-        let slots = capacity.max() ?? 1
-        let trainers = (0..<workers).map { _ in
-            LocalTrainer<MLPExtractor>(config: config, capacity: slots, maxBatch: s.batch, options: options)
-        }
-        // What each device holds from earlier rounds (its cache of k_c experts and the extractor).
-        var heldExtractor = [UInt64?](repeating: nil, count: n)
-        var heldExperts = [[Int: UInt64]](repeating: [:], count: n)
-        var rounds: [SimulationRound] = []
-        let decompressor = ZstdDecompressor()
+        let config = serverConfig(strategy: strategy, seed: seed)
+        let machine = try RoundStateMachine(config: config, store: TransientStore(),
+                                            logger: Logger(label: "flexmoe.simulation", factory: { _ in SwiftLogNoOpLogHandler() }))
+        var clock = 0.0
+        let model = config.model
 
+        // Devices register as real ones do; each gets its state (gate, cache of k_c slots, data).
+        var sims: [SimDevice] = []
+        var reply: RegisterReply? = nil
+        for (c, dev) in devices.enumerated() {
+            let kc = dense ? 1 : dev.kc
+            let plan = DevicePlan.fixed(config: model, storage: s.storage, update: s.update, kc: kc, warm: 0, batch: s.batch,
+                                        samples: dev.train.dataset.count + dev.test.dataset.count)
+            let identity = RoundStateMachine.Identity(hash: "simulated-device-\(c)", name: "device-\(c)")
+            reply = try machine.register(identity, RegisterRequest(memoryBudget: plan.budget, kc: kc, storage: s.storage, board: "simulated",
+                                                                    samples: dev.train.dataset.count, maxBatch: s.batch), now: clock)
+            let arena = try Arena(capacity: DevicePlan.deviceBook(config: model, storage: s.storage, slots: kc,
+                                                                 samples: dev.train.dataset.count + dev.test.dataset.count).total)
+            var random = FlexRandom(seed: seed &+ 0x6A7E &+ UInt64(c) &* 0x1000_0001)
+            let shard = ClientShard(client: c, train: dev.train.dataset.subset(Array(0..<dev.train.dataset.count)),
+                                    test: dev.test.dataset.subset(Array(0..<dev.test.dataset.count)))
+            let state = try DeviceState(plan: plan, shard: shard, arena: arena, random: &random)
+            sims.append(SimDevice(clientId: reply!.clientId, identity: identity, state: state, random: random))
+        }
+        // Workers: one round workspace each (trainer and buffers for the largest k_c), set up from the
+        // register reply as a device sets itself up.
+        let workers = max(1, min(s.threads, sims.count))
+        let maxKc = dense ? 1 : (devices.map(\.kc).max() ?? 1)
+        let workspacePlan = DevicePlan.fixed(config: model, storage: s.storage, update: s.update, kc: maxKc, warm: 0, batch: s.batch,
+                                             samples: 1)
+        let workspaces = try (0..<workers).map { _ in
+            let ws = try RoundWorkspace(plan: workspacePlan, arena: Arena(capacity: DevicePlan.workspaceBook(
+                config: model, storage: s.storage, update: s.update, kc: maxKc, batch: s.batch).total))
+            ws.trainer.options = reply!.trainingOptions
+            return ws
+        }
+
+        var rounds: [SimulationRound] = []
         for r in 1...s.rounds {
             let start = Date()
-            let (result, _) = planner.assign(round: r, clients: ids, capacity: capacity, dataSize: sizes)
-            let lists = result.assignment.lists
-
-            // Downloads: every part once, as the server would serve it, decoded as a device decodes it.
-            func decoded(_ bytes: [UInt8], shapes: [Shape], kind: PartKind) throws -> [Float] {
-                let res = bytes.withUnsafeBytes { b in
-                    Result { () throws(ProtocolError) in try GlobalModel.decode(b, shapes: shapes, kinds: [kind], decompressor: decompressor).values }
-                }
-                return try res.get()
+            clock += 1
+            machine.tick(now: clock)
+            guard machine.phase == .open, machine.round == r else {
+                throw SimulationError("round \(r) did not open (\(machine.phase.rawValue), round \(machine.round))")
             }
-            let xBytes = model.extractorContainer(dtype: s.storage)
-            let xValues = try decoded(xBytes, shapes: model.extractorShapes, kind: .extractorWeights)
-            var eBytes = [Int](repeating: 0, count: E)
-            var eValues = [[Float]](repeating: [], count: E)
-            for e in Set(lists.joined()) {
-                let b = model.expertContainer(e, dtype: s.storage)
-                eBytes[e] = b.count
-                eValues[e] = try decoded(b, shapes: config.expertShapes, kind: .expertWeights)
-            }
-            var down = [Int](repeating: 0, count: n)
-            for c in ids {
-                if heldExtractor[c] != model.extractorVersion { down[c] += xBytes.count }
-                for e in lists[c] where heldExperts[c][e] != model.expertVersions[e] { down[c] += eBytes[e] }
-                heldExtractor[c] = model.extractorVersion
-                heldExperts[c] = Dictionary(uniqueKeysWithValues: lists[c].map { ($0, model.expertVersions[$0]) })
-            }
+            let messages = sims.map { machine.roundMessage(client: $0.clientId, now: clock) }
+            let tickets = try sims.map { try machine.beginReport(client: $0.clientId, round: r) }
+            let job = RoundJob(machine: machine, devices: sims, messages: messages, tickets: tickets, workspaces: workspaces)
+            let results = try job.run()
 
-            // Local rounds, devices spread over the workers (each has its own trainer and RNG stream).
-            let job = RoundJob(model: model, config: config, xValues: xValues, eValues: eValues, lists: lists,
-                               devices: devices, gates: gates, trainers: trainers, update: s.update, seed: seed, round: r)
-            let results = try job.run(workers: workers)
-
-            // Server side: fold in client order (deterministic), Q from the measured pairs.
-            var aggregator = StreamingAggregator(config: config)
-            var acc = 0.0, accN = 0, loss = 0.0, tacc = 0.0, up = 0
-            for c in ids {
-                let d = results[c]
-                let rep = d.report
-                let weights = rep.experts.indices.map { s.weightByUsage ? Double(rep.usage[$0]) : Double(sizes[c]) }
-                aggregator.fold(rep, extractorWeight: Double(sizes[c]), expertWeights: weights)
-                if !dense { planner.record(client: c, experts: rep.experts, fitness: rep.fitness) }
-                if let a = d.testAccuracy { acc += a; accN += 1 }
-                loss += d.trainLoss; tacc += d.trainAccuracy
-                up += d.bodyBytes
+            // The server folds the reports in client order (deterministic); the last one closes the round.
+            for (i, result) in results.enumerated() {
+                _ = try machine.finishReport(tickets[i], result.report, now: clock)
             }
-            aggregator.apply(to: &model, round: UInt64(r))
-            planner.close(assignedLoad: result.metrics.load)
-
-            let m = result.metrics
-            let row = SimulationRound(strategy: strategy, seed: seed, round: r, testAccuracy: accN > 0 ? acc / Double(accN) : 0,
-                                      trainLoss: loss / Double(n), trainAccuracy: tacc / Double(n), load: m.load,
-                                      cv: dense ? 0 : m.cv, maxOverMean: dense ? 1 : m.maxOverMean,
-                                      relaxationSteps: result.relaxation.count,
-                                      bytesUp: Double(up) / Double(n), bytesDown: Double(down.reduce(0, +)) / Double(n),
+            guard let record = machine.lastRound, record.round == r else { throw SimulationError("round \(r) did not close") }
+            let n = Double(sims.count)
+            let tests = results.compactMap { $0.fields.testAccuracy }
+            let row = SimulationRound(strategy: strategy, seed: seed, round: r,
+                                      testAccuracy: tests.isEmpty ? 0 : tests.reduce(0, +) / Double(tests.count),
+                                      trainLoss: results.map(\.fields.loss).reduce(0, +) / n,
+                                      trainAccuracy: results.map(\.fields.accuracy).reduce(0, +) / n,
+                                      load: record.expertLoad, cv: dense ? 0 : record.loadCV,
+                                      maxOverMean: dense ? 1 : record.maxOverMean, relaxationSteps: record.relaxationSteps,
+                                      bytesUp: Double(results.map(\.bytesUp).reduce(0, +)) / n,
+                                      bytesDown: Double(results.map(\.bytesDown).reduce(0, +)) / n,
                                       seconds: Date().timeIntervalSince(start))
             rounds.append(row)
             progress(row)
@@ -419,128 +428,79 @@ public final class Simulation {
     }
 }
 
-/// One round's device work, shared read-only by the worker threads; each worker owns one trainer,
-/// one compressor and one decompressor; every device's RNG is derived from (seed, round, client), so
-/// results do not depend on the number of workers or their scheduling.
+/// One round's device work, spread over the worker threads. Each worker owns one `RoundWorkspace`;
+/// each device its state and random stream, so results do not depend on the number of workers or
+/// their scheduling. Downloads go to the state machine under a lock (as the live server's adapter
+/// does); reports are checked by its pure `validate` in the workers and folded afterwards in order.
 final class RoundJob: @unchecked Sendable {
-    let model: GlobalModel
-    let config: MoEConfig
-    let xValues: [Float]
-    let eValues: [[Float]]
-    let lists: [[Int]]
-    let devices: [Simulation.Device]
-    let gates: [ClientGate]
-    let trainers: [LocalTrainer<MLPExtractor>]
-    let update: DType
-    let seed: UInt64
-    let round: Int
+    struct DeviceResult {
+        var report: ValidatedReport
+        var fields: ReportFields
+        var bytesUp: Int
+        var bytesDown: Int
+    }
+
+    let machine: RoundStateMachine
+    let devices: [Simulation.SimDevice]
+    let messages: [RoundMessage]
+    let tickets: [RoundStateMachine.ReportTicket]
+    let workspaces: [RoundWorkspace]
     let lock = NSLock()
     var next = 0
-    var results: [Result<Simulation.DeviceResult, Error>?]
+    var results: [Result<DeviceResult, Error>?]
 
-    init(model: GlobalModel, config: MoEConfig, xValues: [Float], eValues: [[Float]], lists: [[Int]],
-         devices: [Simulation.Device], gates: [ClientGate], trainers: [LocalTrainer<MLPExtractor>], update: DType,
-         seed: UInt64, round: Int) {
-        self.model = model; self.config = config; self.xValues = xValues; self.eValues = eValues; self.lists = lists
-        self.devices = devices; self.gates = gates; self.trainers = trainers; self.update = update
-        self.seed = seed; self.round = round
+    init(machine: RoundStateMachine, devices: [Simulation.SimDevice], messages: [RoundMessage],
+         tickets: [RoundStateMachine.ReportTicket], workspaces: [RoundWorkspace]) {
+        self.machine = machine; self.devices = devices; self.messages = messages; self.tickets = tickets
+        self.workspaces = workspaces
         results = Array(repeating: nil, count: devices.count)
     }
 
-    func run(workers: Int) throws -> [Simulation.DeviceResult] {
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let trainer = trainers[w]
-            let compressor = ZstdCompressor()
-            let decompressor = ZstdDecompressor()
+    func run() throws -> [DeviceResult] {
+        DispatchQueue.concurrentPerform(iterations: workspaces.count) { w in
+            let ws = workspaces[w]
             while true {
-                let c: Int = lock.withLock { let c = next; next += 1; return c }
-                if c >= devices.count { break }
-                let r = Result { try device(c, trainer: trainer, compressor: compressor, decompressor: decompressor) }
-                lock.withLock { results[c] = r }
+                let i: Int = lock.withLock { let i = next; next += 1; return i }
+                if i >= devices.count { break }
+                let r = Result { try device(i, workspace: ws) }
+                lock.withLock { results[i] = r }
             }
         }
         return try results.map { try $0!.get() }
     }
 
-    static func load(_ parameters: [Parameter], from values: [Float]) {
-        var offset = 0
-        for p in parameters {
-            let dst = p.value.ptr
-            values.withUnsafeBufferPointer { src in
-                for i in 0..<p.count { dst[i] = src[offset + i] }
+    func device(_ i: Int, workspace ws: RoundWorkspace) throws -> DeviceResult {
+        let dev = devices[i]
+        var down = 0
+        // The server's answer to the device's request. A 304 means the device holds the part; the
+        // shared workspace may not, so it takes the same bytes without counting them.
+        let fetch = { (part: DeviceRound.Part, have: UInt64?) throws(EdgeError) -> Int? in
+            let expert: Int?
+            switch part {
+            case .extractor: expert = nil
+            case .expert(let e): expert = e
             }
-            offset += p.count
-            p.markDownloaded()
-        }
-    }
-
-    /// Quantises each parameter's delta (stochastic rounding, as the edge runtime does) into one
-    /// update container.
-    func deltaContainer(kind: PartKind, expert: Int?, version: UInt64, parameters: [Parameter],
-                        random: inout FlexRandom, compressor: borrowing ZstdCompressor) throws -> [UInt8] {
-        var payload: [UInt8] = []
-        var entries: [TensorEntry] = []
-        for p in parameters {
-            let delta = Tensor<Float>(zeros: p.shape)
-            p.delta(into: delta)
-            if update == .fp32 {
-                delta.withUnsafeBytes { payload += $0 }
-            } else {
-                let q = QuantizedTensor(dtype: update, shape: p.shape)
-                Quantizer.quantizeStochastic(delta, into: q, random: &random)
-                q.bytes.withUnsafeBufferPointer { payload += $0 }
+            let answer = self.lock.withLock { () -> Result<(Bool, [UInt8]), ProtocolError> in
+                Result { () throws(ProtocolError) in
+                    if let b = try self.machine.download(client: dev.clientId, expert: expert, have: have).body { return (true, b) }
+                    return (false, try self.machine.download(client: dev.clientId, expert: expert, have: nil).body!)
+                }
             }
-            entries.append(.standard(dtype: update, shape: p.shape))
+            guard case .success(let (sent, bytes)) = answer else { throw .protocolViolation("download refused") }
+            if bytes.count > ws.download.count { throw .protocolViolation("container larger than the download buffer") }
+            bytes.withUnsafeBytes { ws.download.copyMemory(from: $0) }
+            if sent { down += bytes.count }
+            return bytes.count
         }
-        return try Container.encode(kind: kind, expertId: expert.map { UInt32($0) }, modelVersion: version, tensors: entries,
-                                    payload: payload, codec: .zstd, compressor: compressor)
-    }
-
-    func device(_ c: Int, trainer: LocalTrainer<MLPExtractor>, compressor: borrowing ZstdCompressor,
-                decompressor: borrowing ZstdDecompressor) throws -> Simulation.DeviceResult {
-        let dev = devices[c]
-        let assigned = lists[c]
-        var random = FlexRandom(seed: seed &* 0x2545_F491_4F6C_DD1D &+ UInt64(round) &* 0x9E37_79B9 &+ UInt64(c) &* 0x1_0000_0001)
-        Self.load(trainer.extractor.parameters, from: xValues)
-        trainer.assign(assigned)
-        for (slot, e) in assigned.enumerated() { Self.load(trainer.experts[slot].parameters, from: eValues[e]) }
-        trainer.loadGate(from: gates[c])
-        let report = trainer.train(features: dev.train.dataset.features, labels: dev.train.dataset.labels, random: &random)
-        let test = dev.test.dataset.count > 0
-            ? trainer.evaluate(features: dev.test.dataset.features, labels: dev.test.dataset.labels) : nil
-        trainer.storeGate(into: gates[c])
-
-        // The report body a device would POST (fields as the edge agent writes them).
-        var fields = SmallMessage()
-        fields.set("client_id", c)
-        fields.set("samples", dev.train.dataset.count)
-        fields.set("loss", String(Double(report.lastEpochLoss)))
-        fields.set("accuracy", String(Double(report.lastEpochAccuracy)))
-        if let t = test { fields.set("test_accuracy", String(Double(t.accuracy))) }
-        fields.set("experts", list: report.experts.map { $0.expert })
-        fields.set("usage", list: report.experts.map { $0.usage })
-        fields.set("fitness", report.experts.map { String(Double($0.fitness)) }.joined(separator: ","))
-        var containers = [try deltaContainer(kind: .extractorDelta, expert: nil, version: model.extractorVersion,
-                                             parameters: trainer.extractor.parameters, random: &random, compressor: compressor)]
-        for (slot, e) in assigned.enumerated() {
-            containers.append(try deltaContainer(kind: .expertDelta, expert: e, version: model.expertVersions[e],
-                                                 parameters: trainer.experts[slot].parameters, random: &random,
-                                                 compressor: compressor))
+        let outcome = try DeviceRound.run(messages[i], clientId: dev.clientId, device: dev.state, workspace: ws,
+                                          random: &dev.random, fetch: fetch)
+        let body = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(ws.report)[0..<outcome.reportBytes])
+        let validated = Result { () throws(ProtocolError) -> ValidatedReport in
+            let (fields, ranges) = try ReportValidator.fields(body)
+            return try RoundStateMachine.validate(body, fields: fields, containers: ranges, ticket: tickets[i],
+                                                  decompressor: ws.decompressor)
         }
-        let body = ReportFrame.encode(fields: fields, containers: containers)
-
-        // The server's checks and decoding, as for a POSTed report.
-        let validated = body.withUnsafeBytes { b in
-            Result { () throws(ProtocolError) -> ValidatedReport in
-                let (f, ranges) = try ReportValidator.fields(b)
-                return try ReportValidator.validate(b, fields: f, containers: ranges, model: config,
-                                                    extractorVersion: model.extractorVersion, expertVersions: model.expertVersions,
-                                                    assigned: assigned, decompressor: decompressor)
-            }
-        }
-        return Simulation.DeviceResult(report: try validated.get(), bodyBytes: body.count,
-                                       testAccuracy: test.map { Double($0.accuracy) },
-                                       trainLoss: Double(report.lastEpochLoss), trainAccuracy: Double(report.lastEpochAccuracy))
+        return DeviceResult(report: try validated.get(), fields: outcome.fields, bytesUp: outcome.reportBytes, bytesDown: down)
     }
 }
 

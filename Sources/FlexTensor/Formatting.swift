@@ -42,7 +42,7 @@ public enum Format {
         for ch in text {
             if unit.isEmpty && (ch.isNumber || ch == ".") { number.append(ch) } else { unit.append(ch) }
         }
-        guard let value = parseDecimal(number), value >= 0 else { return nil }
+        guard let value = parseReal(number), value >= 0 else { return nil }
         let multiplier: Double
         switch unit.lowercased() {
         case "", "b": multiplier = 1
@@ -55,29 +55,98 @@ public enum Format {
         return bytes < 9.0e18 ? Int(bytes) : nil
     }
 
-    /// Parses "12", "0.5", "-3.25" without Foundation. Nil when malformed.
-    public static func parseDecimal(_ text: String) -> Double? {
-        var result = 0.0
-        var fractionScale = 0.0
-        var sawDigit = false
-        var negative = false
-        for (i, ch) in text.enumerated() {
-            if ch == "-" && i == 0 { negative = true; continue }
-            if ch == "." {
-                if fractionScale != 0 { return nil }
-                fractionScale = 1
-                continue
-            }
-            guard let digit = ch.wholeNumberValue, ch.isASCII else { return nil }
-            sawDigit = true
-            if fractionScale == 0 {
-                result = result * 10 + Double(digit)
+    /// A real as the protocol writes it: `significant` significant digits, trailing zeros dropped;
+    /// plain decimals for 1e-5 ≤ |x| < 1e9 ("0.02", "12.5"), else scientific ("1.5e-07").
+    /// Read back by `parseReal`. Non-finite values give "nan", "inf", "-inf" (which `parseReal` refuses).
+    public static func real(_ value: Double, significant: Int = 9) -> String {
+        if value.isNaN { return "nan" }
+        if value.isInfinite { return value < 0 ? "-inf" : "inf" }
+        if value == 0 { return "0" }
+        let negative = value < 0
+        var m = abs(value), exponent = 0
+        while m >= 10 { m /= 10; exponent += 1 }
+        while m < 1 { m *= 10; exponent -= 1 }
+        var scale: UInt64 = 1
+        for _ in 1..<significant { scale *= 10 }
+        var digits = UInt64((m * Double(scale)).rounded())
+        if digits >= scale * 10 { digits /= 10; exponent += 1 }
+        var text = String(digits)  // `significant` digits, the first before the point
+        var body: String
+        if exponent >= -5 && exponent < 9 {
+            if exponent >= 0 {
+                let whole = exponent + 1
+                let fraction = String(text.dropFirst(whole))
+                body = String(text.prefix(whole)) + (fraction.isEmpty ? "" : "." + fraction)
             } else {
-                fractionScale /= 10
-                result += Double(digit) * fractionScale
+                body = "0." + String(repeating: "0", count: -exponent - 1) + text
+            }
+            if body.contains(".") {
+                while body.hasSuffix("0") { body.removeLast() }
+                if body.hasSuffix(".") { body.removeLast() }
+            }
+        } else {
+            while text.count > 1 && text.hasSuffix("0") { text.removeLast() }
+            body = String(text.prefix(1)) + (text.count > 1 ? "." + String(text.dropFirst()) : "")
+            let e = abs(exponent)
+            body += (exponent < 0 ? "e-" : "e+") + (e < 10 ? "0" : "") + String(e)
+        }
+        return negative ? "-" + body : body
+    }
+
+    /// Decimal integer with optional sign; nil on anything else or overflow.
+    public static func parseInt(_ text: String) -> Int? {
+        var value = 0
+        var negative = false
+        var digits = 0
+        for (i, c) in text.utf8.enumerated() {
+            if i == 0 && (c == UInt8(ascii: "-") || c == UInt8(ascii: "+")) { negative = c == UInt8(ascii: "-"); continue }
+            guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int(c - UInt8(ascii: "0")))
+            if o1 || o2 { return nil }
+            value = a
+            digits += 1
+        }
+        return digits > 0 ? (negative ? -value : value) : nil
+    }
+
+    /// Decimal real: [-+]digits[.digits][e[-+]digits], without Foundation; nil on anything else.
+    public static func parseReal(_ text: String) -> Double? {
+        var mantissa = 0.0, scale = 0, exponent = 0
+        var negative = false, exponentNegative = false
+        var state = 0  // 0 integer part, 1 fraction, 2 exponent
+        var digits = 0, exponentDigits = 0
+        for (i, c) in text.utf8.enumerated() {
+            switch c {
+            case UInt8(ascii: "-"), UInt8(ascii: "+"):
+                if i == 0 { negative = c == UInt8(ascii: "-") }
+                else if state == 2 && exponentDigits == 0 { exponentNegative = c == UInt8(ascii: "-") }
+                else { return nil }
+            case UInt8(ascii: "."):
+                if state != 0 { return nil }
+                state = 1
+            case UInt8(ascii: "e"), UInt8(ascii: "E"):
+                if state == 2 || digits == 0 { return nil }
+                state = 2
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                let d = Int(c - UInt8(ascii: "0"))
+                if state == 2 {
+                    exponent = min(exponent * 10 + d, 1000)
+                    exponentDigits += 1
+                } else {
+                    mantissa = mantissa * 10 + Double(d)
+                    if state == 1 { scale += 1 }
+                    digits += 1
+                }
+            default:
+                return nil
             }
         }
-        guard sawDigit else { return nil }
-        return negative ? -result : result
+        if digits == 0 || (state == 2 && exponentDigits == 0) { return nil }
+        var power = (exponentNegative ? -exponent : exponent) - scale
+        var value = mantissa
+        while power > 0 { value *= 10; power -= 1 }
+        while power < 0 { value /= 10; power += 1 }
+        return negative ? -value : value
     }
 }

@@ -78,7 +78,7 @@ enum RunCommand {
             options.maxKc = k
         }
         if let text = values["--timeout"] {
-            guard let t = Format.parseDecimal(text), t >= 1, t <= 600 else { throw .usage("--timeout: 1 to 600 seconds") }
+            guard let t = Format.parseReal(text), t >= 1, t <= 600 else { throw .usage("--timeout: 1 to 600 seconds") }
             options.timeoutMilliseconds = Int32(t * 1000)
         }
         if let text = values["--seed"] {

@@ -14,17 +14,17 @@ struct DevicePlanTests {
         let plan = try DevicePlan.derive(budget: 8 << 20, config: config, storage: .int8Block, update: .int8Block,
                                          samples: shard.train.count + shard.test.count, preferredBatch: 32, maxKc: 3)
         #expect(plan.kc == 3 && plan.batch == 32)
-        let runtime = try EdgeRuntime(plan: plan, shard: shard)
+        var random = FlexRandom(seed: 1)
+        let runtime = try EdgeRuntime(plan: plan, shard: shard, random: &random)
         #expect(runtime.arena.used == plan.book.total)
         #expect(runtime.arena.ledger.map { $0.component } == plan.book.entries.map { $0.component })
         #expect(runtime.arena.ledger.map { $0.bytes } == plan.book.entries.map { $0.bytes })
         for c in MemoryComponent.allCases { #expect(plan.book.bytes(c) > 0, "\(c.rawValue) is planned") }
         // Training uses only what was carved.
-        var random = FlexRandom(seed: 1)
-        runtime.trainer.extractor.initialise(random: &random)
-        for e in runtime.trainer.experts { e.initialise(random: &random) }
-        runtime.trainer.assign([1, 4, 6])
-        let report = runtime.withSplit(test: false) { x, y in runtime.trainer.train(features: x, labels: y, random: &random) }
+        runtime.workspace.trainer.extractor.initialise(random: &random)
+        for e in runtime.workspace.trainer.experts { e.initialise(random: &random) }
+        runtime.workspace.trainer.assign([1, 4, 6])
+        let report = runtime.device.withSplit(test: false) { x, y in runtime.workspace.trainer.train(features: x, labels: y, random: &random) }
         #expect(report.samples > 0 && runtime.arena.used == plan.book.total)
     }
 

@@ -111,11 +111,6 @@ func smallSettings(strategies: [SimulationStrategy], rounds: Int = 3) -> Simulat
         }
     }
 
-    @Test func boardCapacitiesMatchTheBoardProfiles() {
-        #expect(SimulationCapacity.boardProfiles.map(\.name) == BoardProfile.all.map(\.name))
-        #expect(SimulationCapacity.boardProfiles.map(\.kc) == BoardProfile.all.map(\.defaultKc))
-    }
-
     @Test func flagsParse() throws {
         #expect(try SimulationSplit.parse("dirichlet:0.3") == .dirichlet(0.3))
         #expect(try SimulationSplit.parse("classes:2") == .classes(2))

@@ -2,12 +2,49 @@ import FlexModel
 import FlexTensor
 import FlexWire
 
-/// What the runtime does with containers, shared by the agent (over the network) and the memory
-/// profiler (locally): decode downloads into the cache and the extractor, encode deltas into a report.
-extension EdgeRuntime {
-    /// Verifies and decodes the container in the download buffer into `destination`.
+/// The trainer and the buffers one local round needs: the trainer (extractor, gate columns, expert
+/// working copies with gradients, momentum and downloaded copies, activations), the network buffers
+/// (one downloaded container, a report body, the encode and delta scratch) and the zstd contexts.
+/// A board has one; the simulator has one per worker thread and lends it to each device in turn.
+public final class RoundWorkspace {
+    public let plan: DevicePlan
+    /// The arena everything here lives in (kept alive as long as this is).
+    public let arena: Arena
+    public let trainer: LocalTrainer<MLPExtractor>
+    public let download: UnsafeMutableRawBufferPointer
+    public let report: UnsafeMutableRawBufferPointer
+    public let encodeScratch: UnsafeMutableRawBufferPointer
+    public let deltaScratch: UnsafeMutablePointer<Float>
+    public let compressor: ZstdCompressor
+    public let decompressor: ZstdDecompressor
+    /// The extractor version the trainer's downloaded copy holds (nil: none yet).
+    public var extractorVersion: UInt64?
+
+    public init(plan: DevicePlan, arena: Arena) throws(EdgeError) {
+        self.plan = plan
+        self.arena = arena
+        let c = plan.config
+        do throws(ArenaError) {
+            trainer = LocalTrainer(config: c, capacity: plan.kc, maxBatch: plan.batch, memory: .arena(arena))
+            let sizes = DevicePlan.networkBuffers(c, storage: plan.storage, update: plan.updateDType, kc: plan.kc)
+            func buffer(_ bytes: Int) throws(ArenaError) -> UnsafeMutableRawBufferPointer {
+                let p = try arena.allocate(UInt8.self, count: bytes, component: MemoryComponent.network.rawValue)
+                return UnsafeMutableRawBufferPointer(start: p, count: bytes)
+            }
+            download = try buffer(sizes[0])
+            report = try buffer(sizes[1])
+            encodeScratch = try buffer(sizes[2])
+            deltaScratch = try arena.allocate(Float.self, count: sizes[3] / 4, component: MemoryComponent.network.rawValue)
+            compressor = try ZstdCompressor(level: 3, maxInput: DevicePlan.largestPart(c, [plan.storage, plan.updateDType]), arena: arena)
+            decompressor = try ZstdDecompressor(arena: arena)
+        } catch {
+            throw .arena(error)
+        }
+    }
+
+    /// Verifies and decodes the container of `bodyLength` bytes in the download buffer into `destination`.
     public func decodeContainer(bodyLength: Int, kind: PartKind, expert: Int?, shapes: [Shape],
-                         into destination: UnsafeMutableRawBufferPointer) throws(EdgeError) {
+                                into destination: UnsafeMutableRawBufferPointer) throws(EdgeError) {
         let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(download)[0..<bodyLength])
         let header: ContainerHeader
         do throws(WireError) {
@@ -27,8 +64,8 @@ extension EdgeRuntime {
     }
 
     /// Decodes the extractor container in the download buffer (through the encode scratch) into the
-    /// trainer's extractor, recorded as the downloaded value.
-    public func loadExtractor(containerBytes: Int) throws(EdgeError) {
+    /// trainer's extractor, recorded as the downloaded value of `version`.
+    public func loadExtractor(containerBytes: Int, version: UInt64) throws(EdgeError) {
         let shapes = plan.config.extractorShapes
         try decodeContainer(bodyLength: containerBytes, kind: .extractorWeights, expert: nil, shapes: shapes, into: encodeScratch)
         var offset = 0
@@ -40,10 +77,11 @@ extension EdgeRuntime {
             p.markDownloaded()
             offset += n
         }
+        extractorVersion = version
     }
 
     /// Dequantises a cached expert (checksum verified first) into trainer slot `trainerSlot`.
-    public func loadExpert(trainerSlot: Int, cacheSlot: Int, expert: Int) throws(EdgeError) {
+    public func loadExpert(trainerSlot: Int, from cache: ExpertCache, slot cacheSlot: Int, expert: Int) throws(EdgeError) {
         let loaded: Bool? = cache.withExpert(slot: cacheSlot) { views in
             for (p, v) in zip(trainer.experts[trainerSlot].parameters, views) {
                 Quantizer.dequantize(v, into: UnsafeMutableBufferPointer(start: p.value.ptr, count: p.count))
@@ -54,7 +92,8 @@ extension EdgeRuntime {
         if loaded == nil { throw .protocolViolation("cached expert \(expert) failed its checksum; it was dropped") }
     }
 
-    /// Writes the report body (docs/PROTOCOL.md) into the report buffer; returns its length.
+    /// Writes the report body (docs/PROTOCOL.md) into the report buffer: the fields, then the delta
+    /// of the extractor and of each assigned expert. Returns its length.
     public func writeReport(fields: SmallMessage, extractorVersion: UInt64, experts: [Int],
                             versions: [UInt64], random: inout FlexRandom) throws(EdgeError) -> Int {
         let out = report
@@ -70,14 +109,15 @@ extension EdgeRuntime {
         put(text.count, 4)
         for b in text { out[offset] = b; offset += 1 }
         put(1 + experts.count, 4)
-        let parts: [(PartKind, UInt32?, UInt64, [Parameter])] =
-            [(.extractorDelta, nil, extractorVersion, trainer.extractor.parameters)]
-            + experts.enumerated().map { (.expertDelta, UInt32($0.element), versions[$0.offset], trainer.experts[$0.offset].parameters) }
-        for (kind, expert, version, parameters) in parts {
+        for part in 0...experts.count {
             let lengthAt = offset
             offset += 4
-            let size = try encodeDelta(kind: kind, expert: expert, version: version, parameters: parameters,
-                                       into: UnsafeMutableRawBufferPointer(rebasing: out[offset...]), random: &random)
+            let space = UnsafeMutableRawBufferPointer(rebasing: out[offset...])
+            let size = part == 0
+                ? try encodeDelta(kind: .extractorDelta, expert: nil, version: extractorVersion,
+                                  parameters: trainer.extractor.parameters, into: space, random: &random)
+                : try encodeDelta(kind: .expertDelta, expert: UInt32(experts[part - 1]), version: versions[part - 1],
+                                  parameters: trainer.experts[part - 1].parameters, into: space, random: &random)
             offset = lengthAt
             put(size, 4)
             offset += size
@@ -108,5 +148,4 @@ extension EdgeRuntime {
             throw .protocolViolation("encoding an update: \(error.message)")
         }
     }
-
 }

@@ -1,0 +1,86 @@
+import FlexModel
+import FlexTensor
+import FlexWire
+
+/// The device's round step, without sockets (DESIGN.md §1 step 2–3): take the round's assignment,
+/// obtain the extractor and the assigned experts (through the cache), train with the device's own
+/// gate, measure fitness, and write the report into the workspace's report buffer. The agent calls it
+/// with a `fetch` that does HTTP; the simulator with one that asks the round state machine in process.
+public enum DeviceRound {
+    /// A part of the global model the device may need.
+    public enum Part: Equatable {
+        case extractor
+        case expert(Int)
+    }
+
+    /// What a round produced: the report fields (also written, with the deltas, into
+    /// `workspace.report[0..<reportBytes]`) and what the device saw.
+    public struct Outcome {
+        public var fields: ReportFields
+        public var reportBytes: Int
+        public var cacheHits: Int
+        public var cacheMisses: Int
+    }
+
+    /// Runs round `round` for `device` on `workspace`. `fetch(part, have)` places the part's container
+    /// in `workspace.download` and returns its length, or nil when the server answers that `have` is
+    /// current (304). Throws before anything is trained if the assignment does not fit the device.
+    public static func run(_ round: RoundMessage, clientId: Int, device: DeviceState, workspace: RoundWorkspace,
+                           random: inout FlexRandom,
+                           fetch: (Part, UInt64?) throws(EdgeError) -> Int?) throws(EdgeError) -> Outcome {
+        let config = workspace.plan.config
+        let trainer = workspace.trainer
+        let assigned = round.assigned
+        if assigned.count > trainer.capacity || assigned.count > device.cache.slotCount || assigned.isEmpty
+            || assigned.contains(where: { $0 < 0 || $0 >= config.experts }) {
+            throw .protocolViolation("assignment \(assigned) does not fit this device (k_c \(min(trainer.capacity, device.cache.slotCount)))")
+        }
+        let hitsBefore = device.cache.counters.hits, missesBefore = device.cache.counters.misses
+
+        // Extractor: download unless both the device and the trainer hold the round's version; either
+        // way training starts from the downloaded value.
+        let xv = round.extractorVersion
+        if device.extractorVersion != xv || workspace.extractorVersion != xv {
+            guard let n = try fetch(.extractor, device.extractorVersion) else {
+                throw .protocolViolation("the server answered 304 for an extractor version this device does not hold")
+            }
+            try workspace.loadExtractor(containerBytes: n, version: xv)
+            device.extractorVersion = xv
+        }
+        for p in trainer.extractor.parameters { p.value.copy(from: p.initial); p.velocity.fill(0) }
+
+        // Experts through the device's cache.
+        trainer.assign(assigned)
+        for (slot, expert) in assigned.enumerated() {
+            let version = round.expertVersions[slot]
+            var cacheSlot = device.cache.lookup(expert: expert, version: version, round: round.round)
+            if cacheSlot == nil {
+                let have = device.cache.cachedVersion(of: expert)
+                let target = device.cache.reserve(expert: expert, pinned: assigned)
+                guard let n = try fetch(.expert(expert), have) else {
+                    throw .protocolViolation("expert \(expert): the server answered 304 for a version this device does not hold")
+                }
+                try workspace.decodeContainer(bodyLength: n, kind: .expertWeights, expert: expert,
+                                              shapes: config.expertShapes, into: device.cache.slotBuffer(target))
+                device.cache.commit(slot: target, expert: expert, version: version, fetchedBytes: n, round: round.round)
+                cacheSlot = target
+            }
+            try workspace.loadExpert(trainerSlot: slot, from: device.cache, slot: cacheSlot!, expert: expert)
+        }
+
+        // Train with the device's own gate, measure, and keep the gate.
+        trainer.loadGate(from: device.gate)
+        let report = device.withSplit(test: false) { x, y in trainer.train(features: x, labels: y, random: &random) }
+        let test = device.testCount > 0 ? device.withSplit(test: true) { x, y in trainer.evaluate(features: x, labels: y) } : nil
+        trainer.storeGate(into: device.gate)
+
+        let fields = ReportFields(clientId: clientId, samples: device.trainCount, loss: Double(report.lastEpochLoss),
+                                  accuracy: Double(report.lastEpochAccuracy), testAccuracy: test.map { Double($0.accuracy) },
+                                  experts: report.experts.map { $0.expert }, usage: report.experts.map { $0.usage },
+                                  fitness: report.experts.map { Double($0.fitness) })
+        let bytes = try workspace.writeReport(fields: fields.message(), extractorVersion: xv, experts: assigned,
+                                              versions: round.expertVersions, random: &random)
+        return Outcome(fields: fields, reportBytes: bytes, cacheHits: device.cache.counters.hits - hitsBefore,
+                       cacheMisses: device.cache.counters.misses - missesBefore)
+    }
+}

@@ -1,0 +1,67 @@
+import FlexData
+import FlexModel
+import FlexTensor
+import FlexWire
+
+/// What one device keeps from round to round: its own gate (never sent), its expert cache, its
+/// local data, and the extractor version it holds. On a board it lives in the runtime's arena; the
+/// simulator keeps one per simulated device (each in a small arena of its own).
+public final class DeviceState {
+    public let gate: ClientGate
+    /// The arena everything here lives in (kept alive as long as this is).
+    public let arena: Arena
+    public let cache: ExpertCache
+    /// Local data: `trainCount` training rows, then the held-out rows.
+    public let features: Tensor<Float>
+    public let labels: Tensor<Int32>
+    public let trainCount: Int
+    /// The extractor version this device holds (nil before its first download).
+    public var extractorVersion: UInt64?
+
+    public init(plan: DevicePlan, shard: borrowing ClientShard, arena: Arena, random: inout FlexRandom) throws(EdgeError) {
+        self.arena = arena
+        let c = plan.config
+        if shard.train.dim != c.inputDim {
+            throw .data("the local data has \(shard.train.dim) features per sample, the model expects \(c.inputDim)")
+        }
+        do throws(ArenaError) {
+            gate = ClientGate(c, memory: .arena(arena))
+            cache = try ExpertCache(layout: ExpertLayout(shapes: c.expertShapes, dtype: plan.storage),
+                                    slots: plan.kc + plan.warmSlots, arena: arena)
+            let rows = shard.train.count + shard.test.count
+            features = try Tensor(shape: Shape(rows: rows, cols: c.inputDim), arena: arena, component: MemoryComponent.data.rawValue)
+            labels = try Tensor(shape: Shape(vector: rows), arena: arena, component: MemoryComponent.data.rawValue)
+        } catch {
+            throw .arena(error)
+        }
+        trainCount = shard.train.count
+        features.withUnsafeMutableBufferPointer { dst in
+            shard.train.features.withUnsafeBufferPointer { src in
+                UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: src.count * 4)
+            }
+            shard.test.features.withUnsafeBufferPointer { src in
+                UnsafeMutableRawPointer(dst.baseAddress! + shard.train.features.count).copyMemory(from: src.baseAddress!, byteCount: src.count * 4)
+            }
+        }
+        for i in 0..<shard.train.count { labels[i] = shard.train.labels[i] }
+        for i in 0..<shard.test.count { labels[shard.train.count + i] = shard.test.labels[i] }
+        gate.initialise(random: &random)
+    }
+
+    /// Samples held out for the local test.
+    public var testCount: Int { labels.count - trainCount }
+
+    /// The first `trainCount` rows (training) or the rest (held out), as views.
+    public func withSplit<R>(test: Bool, _ body: (borrowing Tensor<Float>, borrowing Tensor<Int32>) -> R) -> R {
+        let d = features.shape.cols
+        let start = test ? trainCount : 0
+        let count = test ? testCount : trainCount
+        return features.withUnsafeMutableBufferPointer { f in
+            labels.withUnsafeMutableBufferPointer { l in
+                let x = Tensor<Float>(shape: Shape(rows: count, cols: d), borrowing: f.baseAddress! + start * d)
+                let y = Tensor<Int32>(shape: Shape(vector: count), borrowing: l.baseAddress! + start)
+                return body(x, y)
+            }
+        }
+    }
+}
