@@ -100,7 +100,10 @@ if !embedded {
         .target(name: "FlexServerTesting", dependencies: ["FlexServer", "FlexWire", "FlexModel", "FlexTensor"]),
         .testTarget(
             name: "FlexServerTests",
-            dependencies: ["FlexServer", "FlexServerTesting", "FlexWire", "FlexTensor", "FlexAssign", "FlexModel", "flexmoe-server"]),
+            dependencies: [
+                "FlexServer", "FlexServerTesting", "FlexWire", "FlexTensor", "FlexAssign", "FlexModel", "flexmoe-server",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(name: "FlexTestSupport", dependencies: ["FlexTensor", "FlexWire"]),
         .testTarget(name: "FlexAssignTests", dependencies: ["FlexAssign"]),
         .testTarget(name: "FlexModelTests", dependencies: ["FlexModel", "FlexData", "FlexTensor", "FlexTestSupport"]),

@@ -1,0 +1,168 @@
+import FlexModel
+import FlexTensor
+import FlexWire
+import Foundation
+import Logging
+import Testing
+@testable import FlexServer
+import FlexServerTesting
+
+/// The round state machine on a fake clock: no sockets, no processes, time is an argument.
+@Suite struct RoundStateMachineTests {
+    static func config(rounds: Int = 5, deadline: Double = 10, strikes: Int = 2) -> ServerConfig {
+        var c = ServerConfig()
+        c.inputDim = 4; c.hidden = 4; c.expertHidden = 4; c.classes = 2; c.experts = 3; c.topK = 2
+        c.rounds = rounds; c.minClients = 2; c.roundDeadline = deadline; c.maxStrikes = strikes
+        return c
+    }
+
+    static func machine(_ c: ServerConfig, store: any RoundStore = TransientStore()) throws -> RoundStateMachine {
+        try RoundStateMachine(config: c, store: store, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+    }
+
+    static func identity(_ i: Int) -> RoundStateMachine.Identity { .init(hash: "hash-\(i)", name: "device-\(i)") }
+
+    /// Registers `n` devices (k_c 2, 10 samples each); returns their client ids.
+    static func register(_ m: RoundStateMachine, _ n: Int, now: Double = 0) throws -> [Int] {
+        try (0..<n).map { i in
+            try m.register(identity(i), RegisterRequest(memoryBudget: 1 << 24, kc: 2, storage: .int8Block, board: "host",
+                                                        samples: 10, maxBatch: 8), now: now).clientId
+        }
+    }
+
+    /// The whole report path a live request takes: frame, ticket, validation, fold.
+    @discardableResult
+    static func report(_ m: RoundStateMachine, client c: Int, now: Double, builder: inout ReportBuilder) throws -> ReportReceipt {
+        let message = m.roundMessage(client: c, now: now)
+        let body = builder.report(client: c, samples: 10, round: message.message())
+        return try body.withUnsafeBytes { b in
+            Result { () throws(ProtocolError) -> ReportReceipt in
+                let (fields, ranges) = try ReportValidator.fields(b)
+                let ticket = try m.beginReport(client: c, round: message.round)
+                let v = try RoundStateMachine.validate(b, fields: fields, containers: ranges, ticket: ticket,
+                                                       decompressor: ZstdDecompressor())
+                return try m.finishReport(ticket, v, now: now)
+            }
+        }.get()
+    }
+
+    @Test func aRoundOpensWhenEnoughClientsAreActiveAndClosesWhenAllReport() throws {
+        let c = Self.config()
+        let m = try Self.machine(c)
+        var builder = ReportBuilder(config: c.model)
+        let ids = try Self.register(m, 1)
+        m.tick(now: 0)
+        #expect(m.phase == .waiting && m.round == 0, "one client is below min_clients")
+        let more = try Self.register(m, 2)
+        #expect(more[0] == ids[0], "registering again keeps the id")
+        m.tick(now: 1)
+        #expect(m.phase == .open && m.round == 1)
+        let msg = m.roundMessage(client: more[1], now: 4)
+        #expect(msg.assigned.count == 2 && msg.expertVersions == [0, 0])
+        #expect(msg.deadlineMilliseconds == 7000, "opened at 1 with a 10 s deadline, asked at 4")
+        try Self.report(m, client: more[0], now: 2, builder: &builder)
+        #expect(m.phase == .open)
+        try Self.report(m, client: more[1], now: 3, builder: &builder)
+        #expect(m.phase == .waiting && m.completedRound == 1)
+        #expect(m.lastRound?.participants == 2 && m.lastRound?.dropped == [])
+        #expect(m.lastRound?.durationSeconds == 2)
+        #expect(m.model.extractorVersion == 1)
+    }
+
+    @Test func theDeadlineClosesARoundWithStragglersAndStrikesRetireThem() throws {
+        let c = Self.config(deadline: 10, strikes: 2)
+        let m = try Self.machine(c)
+        var builder = ReportBuilder(config: c.model)
+        let ids = try Self.register(m, 3)
+        m.tick(now: 0)
+        #expect(m.round == 1 && m.assignment.count == 3)
+        try Self.report(m, client: ids[0], now: 1, builder: &builder)
+        try Self.report(m, client: ids[1], now: 2, builder: &builder)
+        #expect(m.tick(now: 9.9) == false, "before the deadline nothing changes")
+        #expect(m.phase == .open)
+        #expect(m.tick(now: 10.0), "at the deadline the round closes and the next opens")
+        #expect(m.completedRound == 1 && m.lastRound?.dropped == [ids[2]] && m.lastRound?.participants == 2)
+        // One strike: still active, assigned again in round 2; it misses again and is retired.
+        #expect(m.round == 2 && m.assignment[ids[2]] != nil)
+        try Self.report(m, client: ids[0], now: 11, builder: &builder)
+        try Self.report(m, client: ids[1], now: 12, builder: &builder)
+        m.tick(now: 20.0)
+        #expect(m.completedRound == 2 && !m.active.contains(ids[2]))
+        #expect(m.round == 3 && m.assignment[ids[2]] == nil, "a retired client is not assigned")
+        // Its next request brings it back for the round after.
+        _ = m.roundMessage(client: ids[2], now: 21)
+        #expect(m.active.contains(ids[2]))
+        try Self.report(m, client: ids[0], now: 22, builder: &builder)
+        try Self.report(m, client: ids[1], now: 23, builder: &builder)
+        m.tick(now: 24)
+        #expect(m.round == 4 && m.assignment[ids[2]] != nil)
+    }
+
+    @Test func aReportAfterCloseOrTwiceOrUnassignedIsRefused() throws {
+        let c = Self.config()
+        let m = try Self.machine(c)
+        var builder = ReportBuilder(config: c.model)
+        let ids = try Self.register(m, 2)
+        m.tick(now: 0)
+        try Self.report(m, client: ids[0], now: 1, builder: &builder)
+        #expect(throws: ProtocolError.self) { try Self.report(m, client: ids[0], now: 1, builder: &builder) }
+        do { _ = try m.beginReport(client: ids[0], round: 1); Issue.record("a duplicate was accepted") } catch {
+            #expect(error.status == 409 && error.code == "duplicate")
+        }
+        m.tick(now: 10)  // deadline: round 1 closes with a straggler, round 2 opens
+        do { _ = try m.beginReport(client: ids[1], round: 1); Issue.record("a late report was accepted") } catch {
+            #expect(error.code == "round_closed")
+        }
+        do { _ = try m.beginReport(client: ids[1], round: 7); Issue.record("a future round was accepted") } catch {
+            #expect(error.code == "not_assigned")
+        }
+        // A ticket that is abandoned frees the place; one that outlives its round is refused at the fold.
+        let t = try m.beginReport(client: ids[1], round: 2)
+        m.abandonReport(t)
+        let t2 = try m.beginReport(client: ids[1], round: 2)
+        m.tick(now: 20)
+        let v = try builder.report(client: ids[1], samples: 10, round: m.roundMessage(client: ids[1], now: 20).message()).withUnsafeBytes { b in
+            Result { () throws(ProtocolError) -> ValidatedReport in
+                let (f, r) = try ReportValidator.fields(b)
+                return try ReportValidator.validate(b, fields: f, containers: r, model: c.model, extractorVersion: nil,
+                                                    expertVersions: nil, assigned: nil, decompressor: ZstdDecompressor())
+            }
+        }.get()
+        do { _ = try m.finishReport(t2, v, now: 20); Issue.record("a report outliving its round was folded") } catch {
+            #expect(error.code == "round_closed")
+        }
+    }
+
+    @Test func aRestartResumesFromThePersistedState() throws {
+        let dir = NSTemporaryDirectory() + "flexmoe-machine-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var c = Self.config()
+        c.stateDir = dir
+        let store = try StateStore(dir: dir, keep: 3)
+        let m = try Self.machine(c, store: store)
+        var builder = ReportBuilder(config: c.model)
+        let ids = try Self.register(m, 2)
+        m.tick(now: 0)
+        for id in ids { try Self.report(m, client: id, now: 1, builder: &builder) }
+        m.tick(now: 2)
+        #expect(m.completedRound == 1 && m.round == 2 && m.phase == .open)
+
+        let restarted = try Self.machine(c, store: try StateStore(dir: dir, keep: 3))
+        #expect(restarted.completedRound == 1 && restarted.round == 1 && restarted.phase == .waiting)
+        #expect(restarted.model == m.model)
+        #expect(Set(restarted.clients.keys) == Set(ids))
+        for id in ids {
+            for e in 0..<c.experts {
+                #expect(restarted.planner.fitness.value(client: id, expert: e) == m.planner.fitness.value(client: id, expert: e))
+            }
+        }
+        // Round 2 is run again from the persisted state; the clients come back with their ids.
+        #expect(try Self.register(restarted, 2) == ids)
+        restarted.tick(now: 100)
+        #expect(restarted.round == 2 && restarted.phase == .open)
+        let lines = DurableFile.lines(store.roundsPath)
+        #expect(lines.count == 1)
+        let record = try RecordJSON.decode(RoundRecord.self, from: Array(lines[0].utf8))
+        #expect(record.round == 1 && record.participants == 2)
+    }
+}
