@@ -71,6 +71,9 @@ public final class EdgeAgent {
                                          update: settings.updateDType, samples: shard.train.count + shard.test.count,
                                          preferredBatch: settings.options.batchSize, maxKc: options.maxKc)
         runtime = nil  // free the old arena before carving a new one
+        // The device's random stream starts here: gate initialisation, then every round's shuffles and
+        // stochastic rounding (the simulator's device i draws the same stream).
+        random = FlexRandom(seed: options.seed &+ UInt64(shard.client))
         let rt = try EdgeRuntime(plan: plan, shard: shard, random: &random)
         var training = settings.options
         training.batchSize = plan.batch

@@ -243,29 +243,57 @@ public struct SimulationProgress: Sendable {
 /// Loads the data once; `run` executes every strategy × seed.
 public final class Simulation {
     public let settings: SimulationSettings
-    let data: DatasetBox
+    /// The pooled data, split among the devices per seed; nil when the devices were given.
+    let data: DatasetBox?
+    let givenDevices: [Device]?
+    public let sampleCount: Int
+    public let featureCount: Int
+    public let classCount: Int
+    /// The global model at the end of each strategy × seed run, in run order.
+    public private(set) var finalModels: [GlobalModel] = []
 
     public init(settings: SimulationSettings) throws {
         self.settings = settings
+        try Self.check(settings)
+        let data = DatasetBox(try settings.dataset.load(clients: settings.clients, syntheticMaxSamples: settings.syntheticMaxSamples))
+        guard data.dataset.count >= 2 * settings.clients else {
+            throw SimulationError("\(data.dataset.count) samples are too few for \(settings.clients) clients")
+        }
+        self.data = data
+        givenDevices = nil
+        sampleCount = data.dataset.count
+        featureCount = data.dataset.dim
+        classCount = data.dataset.classes
+    }
+
+    /// A simulation of exactly these devices (each its own train and test data, as a board's shard,
+    /// and its k_c), the same for every seed. Device i draws its randomness from `seed + i`, as a
+    /// `flexmoe-edge run --seed SEED` process with shard client i does.
+    public init(settings: SimulationSettings, devices: [Device]) throws {
+        var s = settings
+        s.clients = devices.count
+        self.settings = s
+        try Self.check(s)
+        guard let first = devices.first else { throw SimulationError("no devices") }
+        data = nil
+        givenDevices = devices
+        sampleCount = devices.reduce(0) { $0 + $1.train.dataset.count + $1.test.dataset.count }
+        featureCount = first.train.dataset.dim
+        classCount = first.train.dataset.classes
+    }
+
+    static func check(_ settings: SimulationSettings) throws {
         guard settings.clients >= 1, settings.experts >= 1, settings.rounds >= 1, settings.localEpochs >= 1 else {
             throw SimulationError("clients, experts, rounds and local epochs must be ≥ 1")
         }
         guard !settings.seeds.isEmpty, !settings.strategies.isEmpty else { throw SimulationError("no seeds or no strategies") }
-        data = DatasetBox(try settings.dataset.load(clients: settings.clients, syntheticMaxSamples: settings.syntheticMaxSamples))
-        guard data.dataset.count >= 2 * settings.clients else {
-            throw SimulationError("\(data.dataset.count) samples are too few for \(settings.clients) clients")
-        }
     }
-
-    public var sampleCount: Int { data.dataset.count }
-    public var featureCount: Int { data.dataset.dim }
-    public var classCount: Int { data.dataset.classes }
 
     /// Every strategy × seed, seeds outermost (each seed's partition is shared by the strategies).
     public func run(progress: ((SimulationProgress) -> Void)? = nil) throws -> [SimulationRound] {
         var out: [SimulationRound] = []
         for (si, seed) in settings.seeds.enumerated() {
-            let devices = try partition(seed: seed)
+            let devices = try givenDevices ?? partition(seed: seed)
             for (ti, strategy) in settings.strategies.enumerated() {
                 out += try run(strategy: strategy, seed: seed, devices: devices) { r in
                     progress?(SimulationProgress(strategy: strategy, seed: seed, seedIndex: si, seeds: settings.seeds.count,
@@ -279,16 +307,17 @@ public final class Simulation {
 
     // MARK: devices
 
-    final class Device {
-        let train: DatasetBox
-        let test: DatasetBox
-        let kc: Int
-        init(train: DatasetBox, test: DatasetBox, kc: Int) { self.train = train; self.test = test; self.kc = kc }
+    /// A device's data (its training and held-out samples) and its k_c.
+    public final class Device {
+        public let train: DatasetBox
+        public let test: DatasetBox
+        public let kc: Int
+        public init(train: DatasetBox, test: DatasetBox, kc: Int) { self.train = train; self.test = test; self.kc = kc }
     }
 
     /// The seed's split of the data among the devices, each with its local train/test split and k_c.
     func partition(seed: UInt64) throws -> [Device] {
-        let box = data
+        let box = data!
         var random = FlexRandom(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ 11)
         let parts = try settings.split.partition(box.dataset, clients: settings.clients, random: &random)
         var kcRandom = FlexRandom(seed: seed &+ 0xB0A2D)
@@ -319,14 +348,14 @@ public final class Simulation {
     }
 
     /// The server configuration of a run: the live server's defaults with the run's settings.
-    func serverConfig(strategy: SimulationStrategy, seed: UInt64) -> ServerConfig {
+    public func serverConfig(strategy: SimulationStrategy, seed: UInt64) -> ServerConfig {
         let s = settings
         let dense = strategy == .fedavgDense
         var c = ServerConfig()
-        c.inputDim = data.dataset.dim
+        c.inputDim = featureCount
         c.hidden = s.hidden
         c.expertHidden = s.expertHidden
-        c.classes = data.dataset.classes
+        c.classes = classCount
         c.experts = dense ? 1 : s.experts
         c.topK = dense ? 1 : s.topK
         c.rounds = s.rounds
@@ -373,7 +402,7 @@ public final class Simulation {
                                                                     samples: dev.train.dataset.count, maxBatch: s.batch), now: clock)
             let arena = try Arena(capacity: DevicePlan.deviceBook(config: model, storage: s.storage, slots: kc,
                                                                  samples: dev.train.dataset.count + dev.test.dataset.count).total)
-            var random = FlexRandom(seed: seed &+ 0x6A7E &+ UInt64(c) &* 0x1000_0001)
+            var random = FlexRandom(seed: seed &+ UInt64(c))
             let shard = ClientShard(client: c, train: dev.train.dataset.subset(Array(0..<dev.train.dataset.count)),
                                     test: dev.test.dataset.subset(Array(0..<dev.test.dataset.count)))
             let state = try DeviceState(plan: plan, shard: shard, arena: arena, random: &random)
@@ -424,6 +453,7 @@ public final class Simulation {
             rounds.append(row)
             progress(row)
         }
+        finalModels.append(machine.model)
         return rounds
     }
 }

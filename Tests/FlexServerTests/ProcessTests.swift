@@ -8,19 +8,7 @@ import FlexServerTesting
 
 /// End-to-end tests against the real `flexmoe-server` binary, on an ephemeral loopback port.
 enum Harness {
-    static func binary() -> String {
-        if let e = ProcessInfo.processInfo.environment["FLEXMOE_SERVER_BIN"] { return e }
-        var candidates: [String] = []
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        candidates.append(exe.appendingPathComponent("flexmoe-server").path)
-        candidates.append(exe.deletingLastPathComponent().appendingPathComponent("flexmoe-server").path)
-        if let b = Bundle.main.executablePath {
-            candidates.append(URL(fileURLWithPath: b).deletingLastPathComponent().appendingPathComponent("flexmoe-server").path)
-        }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(root.appendingPathComponent(".build/debug/flexmoe-server").path)
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates.last!
-    }
+    static func binary() -> String { BuiltProducts.path("flexmoe-server") }
 
     static func tempDir(_ tag: String) -> String {
         let d = NSTemporaryDirectory() + "flexmoe-server-test-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
