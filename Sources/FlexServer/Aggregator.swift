@@ -6,16 +6,29 @@ import FlexWire
 /// shapes, kinds, versions and finiteness verified. Produced by `ReportValidator`, consumed by
 /// `StreamingAggregator.fold`; it lives only while one report is being folded.
 public struct ValidatedReport: Sendable {
-    public var clientId: Int
-    public var samples: Int
-    public var loss: Double
-    public var accuracy: Double
-    public var testAccuracy: Double?
-    public var experts: [Int]
-    public var usage: [Int]
-    public var fitness: [Double]
+    public var fields: ReportFields
     public var extractorDelta: [Float]
     public var expertDeltas: [[Float]]
+
+    public var clientId: Int { fields.clientId }
+    public var samples: Int { fields.samples }
+    public var loss: Double { fields.loss }
+    public var accuracy: Double { fields.accuracy }
+    public var testAccuracy: Double? { fields.testAccuracy }
+    public var experts: [Int] { fields.experts }
+    public var usage: [Int] { fields.usage }
+    public var fitness: [Double] { fields.fitness }
+
+    public init(fields: ReportFields, extractorDelta: [Float], expertDeltas: [[Float]]) {
+        self.fields = fields; self.extractorDelta = extractorDelta; self.expertDeltas = expertDeltas
+    }
+
+    public init(clientId: Int, samples: Int, loss: Double, accuracy: Double, testAccuracy: Double? = nil, experts: [Int],
+                usage: [Int], fitness: [Double], extractorDelta: [Float], expertDeltas: [[Float]]) {
+        self.init(fields: ReportFields(clientId: clientId, samples: samples, loss: loss, accuracy: accuracy,
+                                       testAccuracy: testAccuracy, experts: experts, usage: usage, fitness: fitness),
+                  extractorDelta: extractorDelta, expertDeltas: expertDeltas)
+    }
 }
 
 /// Parses and checks a report body (docs/PROTOCOL.md `POST /v1/rounds/N/report`).
@@ -33,22 +46,12 @@ public enum ReportValidator {
         extractorVersion: UInt64?, expertVersions: [UInt64]?, assigned: [Int]?,
         decompressor: borrowing ZstdDecompressor
     ) throws(ProtocolError) -> ValidatedReport {
-        let clientId: Int, samples: Int, loss: Double, accuracy: Double, experts: [Int], usage: [Int], fitness: [Double]
-        var testAccuracy: Double? = nil
-        do throws(MessageError) {
-            clientId = try f.int("client_id", in: 0...Int(Int32.max))
-            samples = try f.int("samples", in: 0...1_000_000_000)
-            loss = try f.real("loss")
-            accuracy = try f.real("accuracy")
-            if f["test_accuracy"] != nil { testAccuracy = try f.real("test_accuracy") }
-            experts = try f.intList("experts")
-            usage = try f.intList("usage")
-            fitness = try f.realList("fitness")
-        } catch { throw ProtocolError(error) }
-        if usage.count != experts.count || fitness.count != experts.count {
-            throw .badRequest("experts, usage and fitness must have the same length")
+        let fields: ReportFields
+        do throws(MessageError) { fields = try ReportFields(f) } catch {
+            if case .badReport(let why) = error { throw .badRequest(why) }
+            throw ProtocolError(error)
         }
-        if Set(experts).count != experts.count { throw .badRequest("an expert is listed twice") }
+        let clientId = fields.clientId, experts = fields.experts, usage = fields.usage
         for u in usage where u < 0 || u > 1_000_000_000 { throw .badRequest("usage out of range") }
         for e in experts where e < 0 || e >= model.experts { throw .notFound("expert \(e) out of range") }
         if let a = assigned {
@@ -86,9 +89,7 @@ public enum ReportValidator {
             }
         }
         guard let x = extractorDelta else { throw .invalidUpdate("no extractor delta") }
-        return ValidatedReport(clientId: clientId, samples: samples, loss: loss, accuracy: accuracy,
-                               testAccuracy: testAccuracy, experts: experts, usage: usage, fitness: fitness,
-                               extractorDelta: x, expertDeltas: expertDeltas.map { $0! })
+        return ValidatedReport(fields: fields, extractorDelta: x, expertDeltas: expertDeltas.map { $0! })
     }
 }
 

@@ -1,3 +1,5 @@
+import FlexTensor
+
 /// The protocol's small messages and report framing (docs/PROTOCOL.md), shared by the device and the
 /// server so that both sides parse exactly the same way. Embedded-clean: no JSON, no Foundation.
 
@@ -118,62 +120,9 @@ public struct SmallMessage: Equatable, Sendable {
         return out
     }
 
-    /// Decimal integer with optional sign; nil on anything else or overflow.
-    public static func parseInt(_ text: String) -> Int? {
-        var value = 0
-        var negative = false
-        var digits = 0
-        for (i, c) in text.utf8.enumerated() {
-            if i == 0 && (c == UInt8(ascii: "-") || c == UInt8(ascii: "+")) { negative = c == UInt8(ascii: "-"); continue }
-            guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
-            let (m, o1) = value.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(Int(c - UInt8(ascii: "0")))
-            if o1 || o2 { return nil }
-            value = a
-            digits += 1
-        }
-        return digits > 0 ? (negative ? -value : value) : nil
-    }
-
-    /// Decimal real: [-+]digits[.digits][e[-+]digits]; nil on anything else.
-    public static func parseReal(_ text: String) -> Double? {
-        var mantissa = 0.0, scale = 0, exponent = 0
-        var negative = false, exponentNegative = false
-        var state = 0  // 0 integer part, 1 fraction, 2 exponent
-        var digits = 0, exponentDigits = 0
-        for (i, c) in text.utf8.enumerated() {
-            switch c {
-            case UInt8(ascii: "-"), UInt8(ascii: "+"):
-                if i == 0 { negative = c == UInt8(ascii: "-") }
-                else if state == 2 && exponentDigits == 0 { exponentNegative = c == UInt8(ascii: "-") }
-                else { return nil }
-            case UInt8(ascii: "."):
-                if state != 0 { return nil }
-                state = 1
-            case UInt8(ascii: "e"), UInt8(ascii: "E"):
-                if state == 2 || digits == 0 { return nil }
-                state = 2
-            case UInt8(ascii: "0")...UInt8(ascii: "9"):
-                let d = Int(c - UInt8(ascii: "0"))
-                if state == 2 {
-                    exponent = min(exponent * 10 + d, 1000)
-                    exponentDigits += 1
-                } else {
-                    mantissa = mantissa * 10 + Double(d)
-                    if state == 1 { scale += 1 }
-                    digits += 1
-                }
-            default:
-                return nil
-            }
-        }
-        if digits == 0 || (state == 2 && exponentDigits == 0) { return nil }
-        var power = (exponentNegative ? -exponent : exponent) - scale
-        var value = mantissa
-        while power > 0 { value *= 10; power -= 1 }
-        while power < 0 { value /= 10; power += 1 }
-        return negative ? -value : value
-    }
+    /// The protocol's numbers are parsed by FlexTensor's `Format` (one parser for the project).
+    public static func parseInt(_ text: String) -> Int? { Format.parseInt(text) }
+    public static func parseReal(_ text: String) -> Double? { Format.parseReal(text) }
 }
 
 public enum MessageError: Error, Equatable {
