@@ -77,7 +77,7 @@ public final class Coordinator: @unchecked Sendable {
         store = try StateStore(dir: config.stateDir, keep: config.keepCheckpoints)
         tokens = TokenFile(path: config.resolvedTokenFile)
         planner = RoundPlanner(experts: config.experts, beta: Float(config.beta), epsilon: config.epsilon,
-                               solver: SolverKind(rawValue: config.solver) ?? .flex, seed: config.seed)
+                               solver: config.solver, seed: config.seed)
         aggregator = StreamingAggregator(config: config.model, clipNorm: config.clipNorm)
         if let (s, m) = try store.load(config: config) {
             model = m
@@ -182,7 +182,7 @@ public final class Coordinator: @unchecked Sendable {
         m.set("learning_rate", String(config.learningRate))
         m.set("momentum", String(config.momentum))
         m.set("gradient_clip", String(config.gradientClip))
-        m.set("fitness", config.fitness)
+        m.set("fitness", config.fitness.rawValue)
         m.set("alpha_loss", String(config.alphaLoss))
         m.set("update_dtype", config.update.name)
         return m.encoded()

@@ -28,6 +28,42 @@ import FlexServerTesting
         #expect(throws: ServerError.self) { try ServerConfig.parse(Data(#"{"storage_dtype": "int4"}"#.utf8)) }
     }
 
+    @Test func configDecodesEnumsAndNamesTheKeyAtFault() throws {
+        let c = try ServerConfig.parse(Data(#"{"solver": "round-robin", "fitness": "loss", "storage_dtype": "fp16", "update_dtype": "int8-row", "batch": 16.0}"#.utf8))
+        #expect(c.solver == .roundRobin && c.fitness == .loss && c.storage == .fp16 && c.update == .int8Row && c.batch == 16)
+        func message(_ json: String) -> String {
+            do { _ = try ServerConfig.parse(Data(json.utf8)); return "no error" } catch { return "\(error)" }
+        }
+        #expect(message(#"{"expert": 4}"#) == "config: unknown key 'expert'")
+        #expect(message(#"[1, 2]"#) == "config: the config must be a JSON object")
+        #expect(message(#"{"batch": 0}"#) == "config: 'batch' must be an integer ≥ 1")
+        #expect(message(#"{"batch": 1.5}"#) == "config: 'batch' must be an integer ≥ 1")
+        #expect(message(#"{"round_deadline_s": 0}"#) == "config: 'round_deadline_s' must be a number ≥ 0.1")
+        #expect(message(#"{"momentum": 1}"#) == "config: 'momentum' must be in [0, 1)")
+        #expect(message(#"{"port": 70000}"#) == "config: 'port' must be ≤ 65535")
+        #expect(message(#"{"listen_host": 1}"#) == "config: 'listen_host' must be a string")
+        #expect(message(#"{"solver": "best"}"#) == "config: 'solver' must be flex | greedy | random | round-robin | exact")
+        #expect(message(#"{"fitness": "f1"}"#) == "config: 'fitness' must be accuracy | loss")
+        #expect(message(#"{"expert_weighting": 1}"#) == "config: 'expert_weighting' must be usage | samples")
+        #expect(message(#"{"update_dtype": "int8"}"#) == "config: 'update_dtype' must be fp32 | fp16 | int8-block | int8-row")
+    }
+
+    @Test func configRoundTripsThroughJSONWithTheDocumentedKeys() throws {
+        var c = ServerConfig()
+        c.solver = .exact; c.fitness = .loss; c.expertWeighting = .samples; c.storageDType = .fp32; c.seed = 7; c.port = 0
+        let data = try JSONEncoder().encode(c)
+        #expect(try ServerConfig.parse(data) == c)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(object["solver"] as? String == "exact" && object["storage_dtype"] as? String == "fp32")
+        // Every key in docs/SERVER.md's table, and no other.
+        let docs = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/FlexServerTests/UnitTests.swift", with: "docs/SERVER.md"),
+                              encoding: .utf8)
+        let documented = docs.split(separator: "\n").filter { $0.hasPrefix("| `") }
+            .map { String($0.dropFirst(3).prefix { $0 != "`" }) }
+        #expect(Set(documented) == Set(object.keys))
+        #expect(Set(ServerConfig.CodingKeys.allCases.map(\.rawValue)) == Set(object.keys))
+    }
+
     @Test func checkpointRoundTrip() throws {
         let cfg = MoEConfig(inputDim: 6, hidden: 4, expertHidden: 5, classes: 3, experts: 3)
         var m = GlobalModel.initial(config: cfg, seed: 3)
