@@ -1,5 +1,5 @@
 /// Which algorithm assigns experts.
-public enum SolverKind: String, Sendable, CaseIterable {
+public enum SolverKind: String, Sendable, CaseIterable, Codable {
     /// Lagrangian relaxation + repair + local search: the production solver.
     case flex
     /// Branch-and-bound optimum (small instances only).

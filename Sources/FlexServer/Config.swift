@@ -1,11 +1,13 @@
 import FlexAssign
 import FlexModel
 import FlexTensor
+import FlexWire
 import Foundation
 
 /// `flexmoe-server serve --config FILE`: every key, with its default, is documented in docs/SERVER.md.
-/// Keys are snake_case JSON; a missing key takes its default, an unknown key is an error.
-public struct ServerConfig: Sendable, Equatable {
+/// Keys are snake_case JSON (`CodingKeys`); a missing key takes its default, an unknown key is an
+/// error that names it, and every value is range-checked with an error that names its key.
+public struct ServerConfig: Sendable, Equatable, Codable {
     // model
     public var inputDim = 60
     public var hidden = 64
@@ -26,13 +28,13 @@ public struct ServerConfig: Sendable, Equatable {
     public var beta = 0.3
     public var alphaLoss = 1.0
     public var epsilon = LoadBounds.defaultSlack
-    public var fitness = "accuracy"
-    public var solver = "flex"
+    public var fitness = FitnessKind.accuracy
+    public var solver = SolverKind.flex
     // aggregation
-    public var expertWeighting = "usage"
+    public var expertWeighting = ExpertWeighting.usage
     public var clipNorm = 0.0
-    public var storageDType = "int8-block"
-    public var updateDType = "int8-block"
+    public var storageDType = DType.int8Block
+    public var updateDType = DType.int8Block
     public var maxReportBytes = 0
     // service
     public var listenHost = "127.0.0.1"
@@ -45,13 +47,16 @@ public struct ServerConfig: Sendable, Equatable {
 
     public init() {}
 
-    static let keys: [String] = [
-        "input_dim", "hidden", "expert_hidden", "classes", "experts", "topk", "rounds", "min_clients",
-        "round_deadline_s", "local_epochs", "batch", "learning_rate", "momentum", "gradient_clip", "beta", "alpha_loss", "epsilon",
-        "fitness", "solver", "expert_weighting", "clip_norm", "storage_dtype", "update_dtype",
-        "max_report_bytes", "listen_host", "port", "state_dir", "token_file", "keep_checkpoints", "seed",
-        "max_strikes",
-    ]
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case inputDim = "input_dim", hidden, expertHidden = "expert_hidden", classes, experts, topK = "topk"
+        case rounds, minClients = "min_clients", roundDeadline = "round_deadline_s", localEpochs = "local_epochs", batch
+        case learningRate = "learning_rate", momentum, gradientClip = "gradient_clip"
+        case beta, alphaLoss = "alpha_loss", epsilon, fitness, solver
+        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", storageDType = "storage_dtype"
+        case updateDType = "update_dtype", maxReportBytes = "max_report_bytes"
+        case listenHost = "listen_host", port, stateDir = "state_dir", tokenFile = "token_file"
+        case keepCheckpoints = "keep_checkpoints", seed, maxStrikes = "max_strikes"
+    }
 
     public var model: MoEConfig {
         MoEConfig(inputDim: inputDim, hidden: hidden, expertHidden: expertHidden, classes: classes,
@@ -59,9 +64,9 @@ public struct ServerConfig: Sendable, Equatable {
     }
 
     public var resolvedTokenFile: String { tokenFile.isEmpty ? stateDir + "/tokens" : tokenFile }
-    public var storage: DType { DType.named(storageDType) ?? .int8Block }
-    public var update: DType { DType.named(updateDType) ?? .int8Block }
-    public var weightByUsage: Bool { expertWeighting == "usage" }
+    public var storage: DType { storageDType }
+    public var update: DType { updateDType }
+    public var weightByUsage: Bool { expertWeighting == .usage }
 
     /// The report body limit for a client holding `kc` experts (docs/PROTOCOL.md "Limits").
     public func reportLimit(kc: Int) -> Int {
@@ -78,58 +83,110 @@ public struct ServerConfig: Sendable, Equatable {
         return try parse(data)
     }
 
+    /// Decodes a config file's JSON; every error is a `ServerError.config` naming the key at fault.
     public static func parse(_ data: Data) throws -> ServerConfig {
-        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        do {
+            return try JSONDecoder().decode(ServerConfig.self, from: data)
+        } catch let error as ServerError {
+            throw error
+        } catch {
             throw ServerError.config("the config must be a JSON object")
         }
-        for k in obj.keys where !keys.contains(k) { throw ServerError.config("unknown key '\(k)'") }
-        var c = ServerConfig()
-        func int(_ k: String, _ v: inout Int, min lo: Int = 0) throws {
-            guard let x = obj[k] else { return }
-            guard let n = x as? NSNumber, let i = Int(exactly: n.doubleValue), i >= lo else {
-                throw ServerError.config("'\(k)' must be an integer ≥ \(lo)")
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let all = try decoder.container(keyedBy: AnyKey.self)
+        for k in all.allKeys where CodingKeys(rawValue: k.stringValue) == nil {
+            throw ServerError.config("unknown key '\(k.stringValue)'")
+        }
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        // Numbers are read as Double, as JSON has them: an integer key takes 4 and 4.0 alike.
+        func int(_ k: CodingKeys, _ v: inout Int, min lo: Int = 0) throws {
+            guard c.contains(k) else { return }
+            guard let x = try? c.decode(Double.self, forKey: k), let i = Int(exactly: x), i >= lo else {
+                throw ServerError.config("'\(k.rawValue)' must be an integer ≥ \(lo)")
             }
             v = i
         }
-        func real(_ k: String, _ v: inout Double, min lo: Double = 0) throws {
-            guard let x = obj[k] else { return }
-            guard let n = x as? NSNumber, n.doubleValue.isFinite, n.doubleValue >= lo else {
-                throw ServerError.config("'\(k)' must be a number ≥ \(lo)")
+        func real(_ k: CodingKeys, _ v: inout Double, min lo: Double = 0) throws {
+            guard c.contains(k) else { return }
+            guard let x = try? c.decode(Double.self, forKey: k), x.isFinite, x >= lo else {
+                throw ServerError.config("'\(k.rawValue)' must be a number ≥ \(lo)")
             }
-            v = n.doubleValue
+            v = x
         }
-        func str(_ k: String, _ v: inout String, _ allowed: [String]? = nil) throws {
-            guard let x = obj[k] else { return }
-            guard let s = x as? String, allowed.map({ $0.contains(s) }) ?? true else {
-                throw ServerError.config("'\(k)' must be " + (allowed.map { $0.joined(separator: " | ") } ?? "a string"))
+        func str(_ k: CodingKeys, _ v: inout String) throws {
+            guard c.contains(k) else { return }
+            guard let x = try? c.decode(String.self, forKey: k) else { throw ServerError.config("'\(k.rawValue)' must be a string") }
+            v = x
+        }
+        /// One of `allowed` (its names, in the order the error lists them).
+        func one<T>(_ k: CodingKeys, _ v: inout T, _ allowed: [(String, T)]) throws {
+            guard c.contains(k) else { return }
+            guard let x = try? c.decode(String.self, forKey: k), let value = allowed.first(where: { $0.0 == x })?.1 else {
+                throw ServerError.config("'\(k.rawValue)' must be " + allowed.map(\.0).joined(separator: " | "))
             }
-            v = s
+            v = value
         }
-        try int("input_dim", &c.inputDim, min: 1); try int("hidden", &c.hidden, min: 1)
-        try int("expert_hidden", &c.expertHidden, min: 1); try int("classes", &c.classes, min: 2)
-        try int("experts", &c.experts, min: 1); try int("topk", &c.topK, min: 1)
-        try int("rounds", &c.rounds, min: 1); try int("min_clients", &c.minClients, min: 1)
-        try real("round_deadline_s", &c.roundDeadline, min: 0.1)
-        try int("local_epochs", &c.localEpochs, min: 1); try int("batch", &c.batch, min: 1)
-        try real("learning_rate", &c.learningRate); try real("beta", &c.beta)
-        try real("momentum", &c.momentum); try real("gradient_clip", &c.gradientClip)
-        if c.momentum >= 1 { throw ServerError.config("'momentum' must be in [0, 1)") }
-        if !(c.beta > 0 && c.beta <= 1) { throw ServerError.config("'beta' must be in (0, 1]") }
-        try real("alpha_loss", &c.alphaLoss); try real("epsilon", &c.epsilon)
-        try str("fitness", &c.fitness, ["accuracy", "loss"])
-        try str("solver", &c.solver, ["flex", "greedy", "random", "round-robin", "exact"])
-        try str("expert_weighting", &c.expertWeighting, ["usage", "samples"])
-        try real("clip_norm", &c.clipNorm)
-        let dtypes = DType.allCases.map(\.name)
-        try str("storage_dtype", &c.storageDType, dtypes); try str("update_dtype", &c.updateDType, dtypes)
-        try int("max_report_bytes", &c.maxReportBytes)
-        try str("listen_host", &c.listenHost); try int("port", &c.port)
-        if c.port > 65535 { throw ServerError.config("'port' must be ≤ 65535") }
-        try str("state_dir", &c.stateDir); try str("token_file", &c.tokenFile)
-        try int("keep_checkpoints", &c.keepCheckpoints, min: 1)
-        var seed = Int(c.seed); try int("seed", &seed); c.seed = UInt64(seed)
-        try int("max_strikes", &c.maxStrikes, min: 1)
-        return c
+        self.init()
+        try int(.inputDim, &inputDim, min: 1); try int(.hidden, &hidden, min: 1)
+        try int(.expertHidden, &expertHidden, min: 1); try int(.classes, &classes, min: 2)
+        try int(.experts, &experts, min: 1); try int(.topK, &topK, min: 1)
+        try int(.rounds, &rounds, min: 1); try int(.minClients, &minClients, min: 1)
+        try real(.roundDeadline, &roundDeadline, min: 0.1)
+        try int(.localEpochs, &localEpochs, min: 1); try int(.batch, &batch, min: 1)
+        try real(.learningRate, &learningRate); try real(.beta, &beta)
+        try real(.momentum, &momentum); try real(.gradientClip, &gradientClip)
+        if momentum >= 1 { throw ServerError.config("'momentum' must be in [0, 1)") }
+        if !(beta > 0 && beta <= 1) { throw ServerError.config("'beta' must be in (0, 1]") }
+        try real(.alphaLoss, &alphaLoss); try real(.epsilon, &epsilon)
+        try one(.fitness, &fitness, FitnessKind.allCases.map { ($0.rawValue, $0) })
+        // Listed as before (the production solver, then the baselines, the exact solver last).
+        try one(.solver, &solver, [SolverKind.flex, .greedy, .random, .roundRobin, .exact].map { ($0.rawValue, $0) })
+        try one(.expertWeighting, &expertWeighting, ExpertWeighting.allCases.map { ($0.rawValue, $0) })
+        try real(.clipNorm, &clipNorm)
+        let dtypes = DType.allCases.map { ($0.name, $0) }
+        try one(.storageDType, &storageDType, dtypes); try one(.updateDType, &updateDType, dtypes)
+        try int(.maxReportBytes, &maxReportBytes)
+        try str(.listenHost, &listenHost); try int(.port, &port)
+        if port > 65535 { throw ServerError.config("'port' must be ≤ 65535") }
+        try str(.stateDir, &stateDir); try str(.tokenFile, &tokenFile)
+        try int(.keepCheckpoints, &keepCheckpoints, min: 1)
+        var seed = Int(self.seed); try int(.seed, &seed); self.seed = UInt64(seed)
+        try int(.maxStrikes, &maxStrikes, min: 1)
+    }
+
+    /// Any key of the JSON object, to find the unknown ones.
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+}
+
+/// FlexWire's `FitnessKind` (accuracy | loss) as a config value.
+extension FitnessKind: Codable {}
+
+/// The weight of a client's expert delta in the aggregate: its usage u[c][e] or its sample count |D_c|.
+public enum ExpertWeighting: String, Codable, Sendable, CaseIterable {
+    case usage, samples
+}
+
+/// A dtype in JSON is its name ("int8-block"); decoding takes the canonical names only.
+extension DType: Codable {
+    public init(from decoder: any Decoder) throws {
+        let name = try decoder.singleValueContainer().decode(String.self)
+        guard let d = DType.allCases.first(where: { $0.name == name }) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "unknown dtype '\(name)' (\(DType.allCases.map(\.name).joined(separator: ", ")))"))
+        }
+        self = d
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(name)
     }
 }
 

@@ -56,7 +56,7 @@ public final class RoundStateMachine {
         self.store = store
         self.logger = logger
         planner = RoundPlanner(experts: config.experts, beta: Float(config.beta), epsilon: config.epsilon,
-                               solver: config.solverKind, seed: config.seed)
+                               solver: config.solver, seed: config.seed)
         aggregator = StreamingAggregator(config: config.model, clipNorm: config.clipNorm)
         if let (s, m) = try store.load(config: config) {
             model = m
@@ -118,7 +118,7 @@ public final class RoundStateMachine {
         return RegisterReply(clientId: cid, round: round, inputDim: c.inputDim, hidden: c.hidden, expertHidden: c.expertHidden,
                              classes: c.classes, experts: c.experts, topK: c.topK, localEpochs: c.localEpochs, batch: c.batch,
                              learningRate: c.learningRate, momentum: c.momentum, gradientClip: c.gradientClip,
-                             fitness: c.fitnessKind, alphaLoss: c.alphaLoss, updateDType: c.update)
+                             fitness: c.fitness, alphaLoss: c.alphaLoss, updateDType: c.update)
     }
 
     func markActive(_ c: Int) {
@@ -329,9 +329,4 @@ public final class RoundStateMachine {
                             extractorVersion: model.extractorVersion, expertVersions: model.expertVersions,
                             lastRound: lastRound)
     }
-}
-
-extension ServerConfig {
-    var solverKind: SolverKind { SolverKind(rawValue: solver) ?? .flex }
-    var fitnessKind: FitnessKind { FitnessKind(rawValue: fitness) ?? .accuracy }
 }

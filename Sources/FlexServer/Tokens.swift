@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// Device tokens: the token file holds one `NAME SHA256HEX` line per device; the token itself is
@@ -20,7 +21,19 @@ public struct TokenFile: Sendable {
         }
     }
 
-    public static func hash(_ token: String) -> String { SHA256.hex(Array(token.utf8)) }
+    /// The token's SHA-256 as 64 lowercase hex digits (what the token file stores).
+    public static func hash(_ token: String) -> String { sha256Hex(Array(token.utf8)) }
+
+    /// SHA-256 (swift-crypto) of `bytes` as 64 lowercase hex digits.
+    static func sha256Hex(_ bytes: [UInt8]) -> String { hex(SHA256.hash(data: bytes)) }
+
+    /// Lowercase hex digits, two per byte.
+    static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var s: [UInt8] = []
+        for b in bytes { s.append(digits[Int(b >> 4)]); s.append(digits[Int(b & 15)]) }
+        return String(decoding: s, as: UTF8.self)
+    }
 
     public static func validName(_ name: String) -> Bool {
         !name.isEmpty && name.count <= 64 && name.utf8.allSatisfy { c in
@@ -34,10 +47,7 @@ public struct TokenFile: Sendable {
         let existing = TokenFile(path: path)
         if existing.names.values.contains(name) { throw ServerError.config("'\(name)' is already enrolled in \(path)") }
         var rng = SystemRandomNumberGenerator()
-        let digits = Array("0123456789abcdef".utf8)
-        var t: [UInt8] = []
-        for _ in 0..<32 { let b = UInt8.random(in: 0...255, using: &rng); t.append(digits[Int(b >> 4)]); t.append(digits[Int(b & 15)]) }
-        let token = "fxt_" + String(decoding: t, as: UTF8.self)
+        let token = "fxt_" + hex((0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         try DurableFile.append(Array("\(name) \(hash(token))\n".utf8), to: path)

@@ -38,113 +38,6 @@ public struct SimulationError: Error, CustomStringConvertible, Sendable {
     public init(_ d: String) { description = d }
 }
 
-public enum SimulationDataset: Sendable, Equatable {
-    /// LEAF Synthetic(α, β), generated for `clients` devices and pooled, then split.
-    case synthetic(alpha: Double, beta: Double)
-    case csv(String)
-    case idx(images: String, labels: String)
-    case cifar([String])
-
-    /// `synthetic`, `synthetic:α,β`, `csv:PATH`, `idx:IMAGES[,LABELS]`, `cifar:FILE[,FILE…]|DIR`.
-    public static func parse(_ s: String) throws(SimulationError) -> SimulationDataset {
-        let (kind, arg) = s.firstIndex(of: ":").map { (String(s[..<$0]), String(s[s.index(after: $0)...])) } ?? (s, "")
-        let parts = arg.split(separator: ",").map(String.init)
-        switch kind {
-        case "synthetic":
-            if parts.isEmpty { return .synthetic(alpha: 1, beta: 1) }
-            guard parts.count == 2, let a = Double(parts[0]), let b = Double(parts[1]) else {
-                throw SimulationError("--dataset synthetic:α,β")
-            }
-            return .synthetic(alpha: a, beta: b)
-        case "csv":
-            guard parts.count == 1 else { throw SimulationError("--dataset csv:PATH") }
-            return .csv(parts[0])
-        case "idx":
-            if parts.count == 2 { return .idx(images: parts[0], labels: parts[1]) }
-            guard parts.count == 1 else { throw SimulationError("--dataset idx:IMAGES[,LABELS]") }
-            // MNIST naming: the labels file sits beside the images file.
-            let labels = parts[0].replacingOccurrences(of: "images-idx3", with: "labels-idx1")
-            guard labels != parts[0] else { throw SimulationError("--dataset idx:IMAGES,LABELS (cannot derive the labels file)") }
-            return .idx(images: parts[0], labels: labels)
-        case "cifar":
-            guard !parts.isEmpty else { throw SimulationError("--dataset cifar:FILE[,FILE…] or cifar:DIR") }
-            var isDir: ObjCBool = false
-            if parts.count == 1, FileManager.default.fileExists(atPath: parts[0], isDirectory: &isDir), isDir.boolValue {
-                let files = ((try? FileManager.default.contentsOfDirectory(atPath: parts[0])) ?? [])
-                    .filter { $0.hasPrefix("data_batch") && $0.hasSuffix(".bin") }.sorted()
-                guard !files.isEmpty else { throw SimulationError("no data_batch_*.bin in \(parts[0])") }
-                return .cifar(files.map { parts[0] + "/" + $0 })
-            }
-            return .cifar(parts)
-        default:
-            throw SimulationError("unknown --dataset '\(s)' (synthetic, csv:PATH, idx:PATH, cifar:PATH)")
-        }
-    }
-
-    /// Loads the data: Synthetic(α, β) generated for `clients` devices and pooled, or the file(s).
-    public func load(clients: Int, syntheticMaxSamples: Int = 3000, seed: UInt64 = 0) throws(SimulationError) -> Dataset {
-        do throws(DataError) {
-            switch self {
-            case .synthetic(let a, let b):
-                return SyntheticGenerator(alpha: a, beta: b, maxSamples: syntheticMaxSamples, seed: seed).pooled(devices: clients)
-            case .csv(let p): return try CSVLoader.load(p)
-            case .idx(let i, let l): return try IDXLoader.load(images: i, labels: l)
-            case .cifar(let files): return try CIFARLoader.load(files)
-            }
-        } catch {
-            throw SimulationError("loading \(name): \(error)")
-        }
-    }
-
-    public var name: String {
-        switch self {
-        case .synthetic(let a, let b): return "Synthetic(\(fmt(a)),\(fmt(b)))"
-        case .csv(let p): return "csv:" + (p as NSString).lastPathComponent
-        case .idx(let i, _): return "idx:" + (i as NSString).lastPathComponent
-        case .cifar: return "cifar"
-        }
-    }
-}
-
-public enum SimulationSplit: Sendable, Equatable {
-    case iid
-    case dirichlet(Double)
-    case classes(Int)
-
-    /// `iid`, `dirichlet:α`, `classes:k`.
-    public static func parse(_ s: String) throws(SimulationError) -> SimulationSplit {
-        if s == "iid" { return .iid }
-        if s.hasPrefix("dirichlet:"), let a = Double(s.dropFirst(10)), a > 0 { return .dirichlet(a) }
-        if s.hasPrefix("classes:"), let k = Int(s.dropFirst(8)), k >= 1 { return .classes(k) }
-        throw SimulationError("unknown --split '\(s)' (iid, dirichlet:α, classes:k)")
-    }
-
-    /// The sample indices of each of `clients` devices.
-    public func partition(_ data: borrowing Dataset, clients: Int, random: inout FlexRandom) throws(SimulationError) -> [[Int]] {
-        do throws(DataError) {
-            switch self {
-            case .iid: return try Partitioner.iid(count: data.count, clients: clients, random: &random)
-            case .dirichlet(let a):
-                return try Partitioner.dirichlet(labels: data.labels, classes: data.classes, clients: clients, alpha: a,
-                                                 minSamples: 2, random: &random)
-            case .classes(let k):
-                return try Partitioner.classesPerClient(labels: data.labels, classes: data.classes, clients: clients, k: k,
-                                                        random: &random)
-            }
-        } catch {
-            throw SimulationError("partition: \(error)")
-        }
-    }
-
-    public var name: String {
-        switch self {
-        case .iid: return "iid"
-        case .dirichlet(let a): return "dirichlet:\(fmt(a))"
-        case .classes(let k): return "classes:\(k)"
-        }
-    }
-}
-
 public enum SimulationCapacity: Sendable, Equatable {
     /// Every device holds k experts.
     case fixed(Int)
@@ -169,8 +62,8 @@ public enum SimulationCapacity: Sendable, Equatable {
 
 /// Everything a simulation run needs; the defaults are the live server's.
 public struct SimulationSettings: Sendable {
-    public var dataset: SimulationDataset = .synthetic(alpha: 1, beta: 1)
-    public var split: SimulationSplit = .dirichlet(0.3)
+    public var dataset: DatasetSpec = .synthetic(alpha: 1, beta: 1)
+    public var split: SplitSpec = .dirichlet(0.3)
     public var clients = 32
     public var experts = 8
     public var capacity: SimulationCapacity = .fixed(2)
@@ -369,13 +262,13 @@ public final class Simulation {
         c.beta = s.beta
         c.epsilon = s.epsilon
         switch s.fitness {
-        case .accuracy: c.fitness = "accuracy"
-        case .loss(let alpha): c.fitness = "loss"; c.alphaLoss = Double(alpha)
+        case .accuracy: c.fitness = .accuracy
+        case .loss(let alpha): c.fitness = .loss; c.alphaLoss = Double(alpha)
         }
-        c.solver = strategy.solver.rawValue
-        c.expertWeighting = s.weightByUsage ? "usage" : "samples"
-        c.storageDType = s.storage.name
-        c.updateDType = s.update.name
+        c.solver = strategy.solver
+        c.expertWeighting = s.weightByUsage ? .usage : .samples
+        c.storageDType = s.storage
+        c.updateDType = s.update
         c.seed = seed
         return c
     }
@@ -532,8 +425,4 @@ final class RoundJob: @unchecked Sendable {
         }
         return DeviceResult(report: try validated.get(), fields: outcome.fields, bytesUp: outcome.reportBytes, bytesDown: down)
     }
-}
-
-func fmt(_ x: Double) -> String {
-    x == x.rounded() && abs(x) < 1e9 ? String(Int(x)) : String(x)
 }

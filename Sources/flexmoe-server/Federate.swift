@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexAssign
 import FlexServer
 import FlexServerTesting
 import Foundation
@@ -16,7 +17,7 @@ struct FederateCommand: ParsableCommand {
     @Option(help: "Experts E in the global model.") var experts = 8
     @Option(help: "Experts each device holds (k_c).") var kc = 2
     @Option(help: "Local epochs per round.") var localEpochs = 2
-    @Option(help: "Assignment strategy of the server: flex | greedy | random | round-robin.") var solver = "flex"
+    @Option(help: "Assignment strategy of the server.") var solver = SolverKind.flex
     @Option(help: "Seed of the data and the model.") var seed = 1
     @Option(help: "Where to keep the state, logs and results (default: a new temporary directory).") var out: String?
     @Option(help: "The flexmoe-edge binary (default: next to this program).") var edge: String?
@@ -28,8 +29,8 @@ struct FederateCommand: ParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: edgeBinary) else {
             throw ValidationError("no flexmoe-edge at \(edgeBinary); build it (swift build) or pass --edge PATH")
         }
-        guard devices >= 1, devices <= 256, rounds >= 1, experts >= 1, kc >= 1, kc <= experts else {
-            throw ValidationError("need 1 ≤ devices ≤ 256, rounds ≥ 1, 1 ≤ kc ≤ experts")
+        guard devices >= 1, devices <= 256, rounds >= 1, experts >= 1, kc >= 1, kc <= experts, seed >= 0 else {
+            throw ValidationError("need 1 ≤ devices ≤ 256, rounds ≥ 1, 1 ≤ kc ≤ experts, seed ≥ 0")
         }
         let dir = out ?? NSTemporaryDirectory() + "flexmoe-federate-\(getpid())"
         let state = dir + "/state"
@@ -41,14 +42,17 @@ struct FederateCommand: ParsableCommand {
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
 
         // Server config and device tokens.
-        let config: [String: Any] = ["rounds": rounds, "min_clients": devices, "experts": experts, "round_deadline_s": 60,
-                                     "local_epochs": localEpochs, "solver": solver, "seed": seed, "state_dir": state, "port": 0]
+        var config = ServerConfig()
+        config.rounds = rounds; config.minClients = devices; config.experts = experts; config.roundDeadline = 60
+        config.localEpochs = localEpochs; config.solver = solver; config.seed = UInt64(seed); config.stateDir = state; config.port = 0
         let configPath = dir + "/server.json"
-        try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys]).write(to: URL(fileURLWithPath: configPath))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try encoder.encode(config).write(to: URL(fileURLWithPath: configPath))
         var tokens: [String] = []
         for i in 0..<devices { tokens.append(try TokenFile.enroll(name: "device-\(i)", path: state + "/tokens")) }
 
-        print("FlexMoE federate: \(devices) flexmoe-edge processes + 1 server over loopback, \(rounds) rounds, E = \(experts), k_c = \(kc), solver \(solver); logs in \(dir)")
+        print("FlexMoE federate: \(devices) flexmoe-edge processes + 1 server over loopback, \(rounds) rounds, E = \(experts), k_c = \(kc), solver \(solver.rawValue); logs in \(dir)")
         let server = try ServerProcess(executable: me.path, arguments: ["serve", "--config", configPath, "--exit-on-stdin-eof"],
                                        stateDir: state, logPath: dir + "/server.log")
         var edges: [Process] = []
@@ -138,3 +142,5 @@ struct FederateCommand: ParsableCommand {
         print("state, server and device logs: \(dir)")
     }
 }
+
+extension SolverKind: ExpressibleByArgument {}

@@ -1,7 +1,6 @@
 import ArgumentParser
 import FlexData
 import FlexServer
-import FlexSimulation
 import FlexTensor
 import Foundation
 
@@ -10,18 +9,16 @@ struct PartitionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "partition", abstract: "Split a dataset into per-device shard files (client-<i>.shard).")
 
-    @Option(help: "synthetic | synthetic:α,β | csv:PATH | idx:IMAGES[,LABELS] | cifar:FILE[,FILE...]|DIR (as for simulate).")
-    var dataset = "synthetic"
-    @Option(help: "iid | dirichlet:α | classes:k (as for simulate).")
-    var split = "dirichlet:0.5"
+    enum Defaults: DataDefaults {
+        static let split = SplitSpec.dirichlet(0.5)
+        static let seedHelp = "Seed."
+    }
+
+    @OptionGroup var data: DataOptions<Defaults>
     @Option(help: "Number of devices.")
     var clients = 8
-    @Option(help: "Held-out fraction per device.")
-    var testFraction = 0.2
     @Option(help: "Output directory.")
     var out: String
-    @Option(help: "Seed.")
-    var seed: UInt64 = 1
     @Option(help: "Stored dtype of the features: fp32 | fp16.")
     var dtype = "fp32"
 
@@ -33,20 +30,19 @@ struct PartitionCommand: ParsableCommand {
         guard clients >= 1 else { fail("--clients must be ≥ 1") }
         guard let dt = DType.named(dtype), dt == .fp32 || dt == .fp16 else { fail("--dtype must be fp32 or fp16") }
         try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        var random = FlexRandom(seed: seed)
-        let data: Dataset
-        let parts: [[Int]]
-        do throws(SimulationError) {
-            data = try SimulationDataset.parse(dataset).load(clients: clients, seed: seed)
-            parts = try SimulationSplit.parse(split).partition(data, clients: clients, random: &random)
+        var random = FlexRandom(seed: data.seed)
+        let dataset: Dataset
+        do throws(DataError) {
+            dataset = try data.dataset.load(clients: clients, seed: data.seed)
         } catch {
-            fail(error.description)
+            fail("loading \(data.dataset.name): \(error)")
         }
         do throws(DataError) {
-            let paths = try ShardFile.writeAll(data, partition: parts, testFraction: testFraction, directory: out,
+            let parts = try data.split.partition(dataset, clients: clients, random: &random)
+            let paths = try ShardFile.writeAll(dataset, partition: parts, testFraction: data.testFraction, directory: out,
                                                dtype: dt, random: &random)
             let sizes = parts.map { String($0.count) }.joined(separator: ",")
-            print("{\"shards\": \(paths.count), \"samples\": \(data.count), \"dim\": \(data.dim), \"classes\": \(data.classes), \"sizes\": [\(sizes)], \"dir\": \"\(out)\"}")
+            print("{\"shards\": \(paths.count), \"samples\": \(dataset.count), \"dim\": \(dataset.dim), \"classes\": \(dataset.classes), \"sizes\": [\(sizes)], \"dir\": \"\(out)\"}")
         } catch {
             fail("\(error)")
         }

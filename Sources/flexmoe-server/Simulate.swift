@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlexData
 import FlexModel
 import FlexServer
 import FlexSimulation
@@ -12,10 +13,12 @@ struct SimulateCommand: ParsableCommand {
         commandName: "simulate",
         abstract: "Simulate federated FLEX-MoE rounds with in-process devices; write rounds.csv, summary.json and SVG plots.")
 
-    @Option(help: "synthetic | synthetic:α,β | csv:PATH | idx:IMAGES[,LABELS] | cifar:FILE[,FILE...]|DIR")
-    var dataset = "synthetic"
-    @Option(help: "iid | dirichlet:α | classes:k")
-    var split = "dirichlet:0.3"
+    enum Defaults: DataDefaults {
+        static let split = SplitSpec.dirichlet(0.3)
+        static let seedHelp = "Seed (one run per strategy)."
+    }
+
+    @OptionGroup var data: DataOptions<Defaults>
     @Option(help: "Number of devices.")
     var clients = 32
     @Option(help: "Experts E.")
@@ -32,16 +35,12 @@ struct SimulateCommand: ParsableCommand {
     var fitness = "accuracy"
     @Option(help: "α_L of the loss fitness.")
     var alphaLoss: Float = 1
-    @Option(help: "Seed (one run per strategy).")
-    var seed: UInt64 = 1
     @Option(help: "Comma list of seeds (repeated runs; overrides --seed).")
     var seeds: String?
     @Option(help: "Output directory.")
     var out = "sim-out"
     @Option(help: "Rounds-to-target threshold (default: 0.9 × the best strategy's mean final accuracy, rounded down to 0.01).")
     var targetAccuracy: Double?
-    @Option(help: "Held-out fraction of each device's samples (its local test set).")
-    var testFraction = 0.2
     @Option(help: "Local batch size.")
     var batch = 32
     @Option(help: "Local learning rate (default: FlexModel's federated default, as the server sends).")
@@ -69,9 +68,9 @@ struct SimulateCommand: ParsableCommand {
             Foundation.exit(2)
         }
         var s = SimulationSettings()
+        s.dataset = data.dataset
+        s.split = data.split
         do throws(SimulationError) {
-            s.dataset = try SimulationDataset.parse(dataset)
-            s.split = try SimulationSplit.parse(split)
             s.capacity = try SimulationCapacity.parse(capacity)
         } catch { fail(error.description) }
         guard clients >= 1, experts >= 1, rounds >= 1, localEpochs >= 1, batch >= 1 else {
@@ -95,11 +94,10 @@ struct SimulateCommand: ParsableCommand {
             guard !parsed.isEmpty, parsed.allSatisfy({ $0 != nil }) else { fail("--seeds 1,2,3") }
             s.seeds = parsed.map { $0! }
         } else {
-            s.seeds = [seed]
+            s.seeds = [data.seed]
         }
         s.targetAccuracy = targetAccuracy
-        guard testFraction >= 0 && testFraction < 1 else { fail("--test-fraction in [0, 1)") }
-        s.testFraction = testFraction
+        s.testFraction = data.testFraction  // checked by DataOptions.validate
         s.batch = batch
         s.learningRate = learningRate
         guard momentum >= 0 && momentum < 1, gradientClip >= 0 else { fail("--momentum in [0, 1), --gradient-clip ≥ 0") }

@@ -8,11 +8,14 @@ import FlexServerTesting
 
 @Suite struct ServerUnitTests {
     @Test func sha256Vectors() {
-        #expect(SHA256.hex(Array("".utf8)) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+        // FIPS 180-4 / NIST CAVP examples; swift-crypto computes, TokenFile formats the hex.
+        #expect(TokenFile.sha256Hex(Array("".utf8)) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(TokenFile.sha256Hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(TokenFile.sha256Hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1000)).count == 64)
+        #expect(TokenFile.sha256Hex([UInt8](repeating: 0x61, count: 1_000_000))
+                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        #expect(TokenFile.hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 
     @Test func configDefaultsAndErrors() throws {
@@ -23,6 +26,42 @@ import FlexServerTesting
         #expect(throws: ServerError.self) { try ServerConfig.parse(Data(#"{"expert": 4}"#.utf8)) }
         #expect(throws: ServerError.self) { try ServerConfig.parse(Data(#"{"beta": 2}"#.utf8)) }
         #expect(throws: ServerError.self) { try ServerConfig.parse(Data(#"{"storage_dtype": "int4"}"#.utf8)) }
+    }
+
+    @Test func configDecodesEnumsAndNamesTheKeyAtFault() throws {
+        let c = try ServerConfig.parse(Data(#"{"solver": "round-robin", "fitness": "loss", "storage_dtype": "fp16", "update_dtype": "int8-row", "batch": 16.0}"#.utf8))
+        #expect(c.solver == .roundRobin && c.fitness == .loss && c.storage == .fp16 && c.update == .int8Row && c.batch == 16)
+        func message(_ json: String) -> String {
+            do { _ = try ServerConfig.parse(Data(json.utf8)); return "no error" } catch { return "\(error)" }
+        }
+        #expect(message(#"{"expert": 4}"#) == "config: unknown key 'expert'")
+        #expect(message(#"[1, 2]"#) == "config: the config must be a JSON object")
+        #expect(message(#"{"batch": 0}"#) == "config: 'batch' must be an integer ≥ 1")
+        #expect(message(#"{"batch": 1.5}"#) == "config: 'batch' must be an integer ≥ 1")
+        #expect(message(#"{"round_deadline_s": 0}"#) == "config: 'round_deadline_s' must be a number ≥ 0.1")
+        #expect(message(#"{"momentum": 1}"#) == "config: 'momentum' must be in [0, 1)")
+        #expect(message(#"{"port": 70000}"#) == "config: 'port' must be ≤ 65535")
+        #expect(message(#"{"listen_host": 1}"#) == "config: 'listen_host' must be a string")
+        #expect(message(#"{"solver": "best"}"#) == "config: 'solver' must be flex | greedy | random | round-robin | exact")
+        #expect(message(#"{"fitness": "f1"}"#) == "config: 'fitness' must be accuracy | loss")
+        #expect(message(#"{"expert_weighting": 1}"#) == "config: 'expert_weighting' must be usage | samples")
+        #expect(message(#"{"update_dtype": "int8"}"#) == "config: 'update_dtype' must be fp32 | fp16 | int8-block | int8-row")
+    }
+
+    @Test func configRoundTripsThroughJSONWithTheDocumentedKeys() throws {
+        var c = ServerConfig()
+        c.solver = .exact; c.fitness = .loss; c.expertWeighting = .samples; c.storageDType = .fp32; c.seed = 7; c.port = 0
+        let data = try JSONEncoder().encode(c)
+        #expect(try ServerConfig.parse(data) == c)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(object["solver"] as? String == "exact" && object["storage_dtype"] as? String == "fp32")
+        // Every key in docs/SERVER.md's table, and no other.
+        let docs = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/FlexServerTests/UnitTests.swift", with: "docs/SERVER.md"),
+                              encoding: .utf8)
+        let documented = docs.split(separator: "\n").filter { $0.hasPrefix("| `") }
+            .map { String($0.dropFirst(3).prefix { $0 != "`" }) }
+        #expect(Set(documented) == Set(object.keys))
+        #expect(Set(ServerConfig.CodingKeys.allCases.map(\.rawValue)) == Set(object.keys))
     }
 
     @Test func checkpointRoundTrip() throws {

@@ -38,15 +38,11 @@ import Testing
         let state = dir + "/state"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         let c = simulation.serverConfig(strategy: .flex, seed: seed)
-        let json: [String: Any] = [
-            "input_dim": c.inputDim, "hidden": c.hidden, "expert_hidden": c.expertHidden, "classes": c.classes,
-            "experts": c.experts, "topk": c.topK, "rounds": c.rounds, "min_clients": c.minClients, "round_deadline_s": 120,
-            "local_epochs": c.localEpochs, "batch": c.batch, "learning_rate": c.learningRate, "momentum": c.momentum,
-            "gradient_clip": c.gradientClip, "beta": c.beta, "epsilon": c.epsilon, "fitness": "\(c.fitness)",
-            "solver": "\(c.solver)", "expert_weighting": "\(c.expertWeighting)", "storage_dtype": c.storage.name,
-            "update_dtype": c.update.name, "seed": Int(c.seed), "state_dir": state, "port": 0,
-        ]
-        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/server.json"))
+        var live = c
+        live.roundDeadline = 120
+        live.stateDir = state
+        live.port = 0
+        try JSONEncoder().encode(live).write(to: URL(fileURLWithPath: dir + "/server.json"))
         let tokens = try (0..<devices).map { try TokenFile.enroll(name: "device-\($0)", path: state + "/tokens") }
         let server = try ServerProcess(executable: BuiltProducts.path("flexmoe-server"),
                                        arguments: ["serve", "--config", dir + "/server.json", "--exit-on-stdin-eof"],
@@ -93,12 +89,12 @@ import Testing
         #expect(records.map(\.participants) == [Int](repeating: devices, count: rounds))
         // Same model, within the rounding of a different summation order.
         let checkpoint = try #require(DurableFile.read(state + "/" + StateStore.checkpointName(rounds)))
-        let (live, round) = try GlobalModel.load(checkpoint: checkpoint, config: c.model)
+        let (liveModel, round) = try GlobalModel.load(checkpoint: checkpoint, config: c.model)
         #expect(round == UInt64(rounds))
-        #expect(live.extractorVersion == simulatedModel.extractorVersion && live.expertVersions == simulatedModel.expertVersions)
+        #expect(liveModel.extractorVersion == simulatedModel.extractorVersion && liveModel.expertVersions == simulatedModel.expertVersions)
         var largest: Float = 0
-        for (a, b) in zip(live.extractor, simulatedModel.extractor) { largest = max(largest, abs(a - b)) }
-        for (x, y) in zip(live.experts, simulatedModel.experts) { for (a, b) in zip(x, y) { largest = max(largest, abs(a - b)) } }
+        for (a, b) in zip(liveModel.extractor, simulatedModel.extractor) { largest = max(largest, abs(a - b)) }
+        for (x, y) in zip(liveModel.experts, simulatedModel.experts) { for (a, b) in zip(x, y) { largest = max(largest, abs(a - b)) } }
         #expect(largest < 1e-5, "largest difference between the live and the simulated model: \(largest)")
     }
 }

@@ -111,14 +111,7 @@ func smallSettings(strategies: [SimulationStrategy], rounds: Int = 3) -> Simulat
         }
     }
 
-    @Test func flagsParse() throws {
-        #expect(try SimulationSplit.parse("dirichlet:0.3") == .dirichlet(0.3))
-        #expect(try SimulationSplit.parse("classes:2") == .classes(2))
-        #expect(try SimulationSplit.parse("iid") == .iid)
-        #expect(throws: SimulationError.self) { try SimulationSplit.parse("dirichlet:") }
-        #expect(try SimulationDataset.parse("synthetic") == .synthetic(alpha: 1, beta: 1))
-        #expect(try SimulationDataset.parse("csv:/x/digits.csv") == .csv("/x/digits.csv"))
-        #expect(try SimulationDataset.parse("idx:/d/train-images-idx3-ubyte") == .idx(images: "/d/train-images-idx3-ubyte", labels: "/d/train-labels-idx1-ubyte"))
+    @Test func capacityParses() throws {
         #expect(try SimulationCapacity.parse("boards") == .boards)
         #expect(try SimulationCapacity.parse("3") == .fixed(3))
         #expect(throws: SimulationError.self) { try SimulationCapacity.parse("0") }
