@@ -16,18 +16,9 @@ struct FixtureGenerator {
         try HexFixture.write(report, name: "report", comment:
             "ReportFrame v1: fields client_id=3, round=7, samples=12; containers: "
             + Golden.reportContainers.map(\.name).joined(separator: ", "), besides: #filePath)
-        let checkpoint = legacyCheckpoint(round: Golden.checkpointRound, parts: try Golden.checkpointParts())
+        let checkpoint = CheckpointFrame.encode(round: Golden.checkpointRound, parts: try Golden.checkpointParts())
         try HexFixture.write(checkpoint, name: "checkpoint", comment:
             "CheckpointFrame v1: round 7; parts: extractorWeights fp32 stored (W1 2x3, b1 1x3, version 5), "
             + "expertWeights fp32 stored (expert 0: A1 3x2, a1 1x2, A2 2x2, a2 1x2, version 6)", besides: #filePath)
-    }
-
-    /// GlobalModel.checkpoint's frame as written before CheckpointFrame existed.
-    func legacyCheckpoint(round: UInt64, parts: [[UInt8]]) -> [UInt8] {
-        var out: [UInt8] = Array("FXCK".utf8)
-        func le(_ v: UInt64, _ n: Int) { for i in 0..<n { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
-        le(1, 2); le(0, 2); le(round, 8); le(UInt64(parts.count), 4)
-        for p in parts { le(UInt64(p.count), 4); out += p }
-        return out
     }
 }
