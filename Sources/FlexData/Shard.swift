@@ -74,7 +74,8 @@ public enum ShardFile {
         func read<T>(_ field: (inout ByteReader) throws(WireError) -> T) throws(DataError) -> T {
             do throws(WireError) { return try field(&r) } catch {
                 if case .badMagic = error { throw .badHeader(file: file, offset: 0, message: "bad magic (expected FXSD)") }
-                throw .truncated(file: file, offset: b.count, expected: r.offset)
+                if case .truncated(let needed, let have) = error { throw .truncated(file: file, offset: have, expected: needed) }
+                throw .badHeader(file: file, offset: r.offset, message: error.message)
             }
         }
         try read { r throws(WireError) in try r.expectMagic(magic) }
