@@ -108,9 +108,12 @@ if !embedded {
         .testTarget(name: "FlexAssignTests", dependencies: ["FlexAssign"]),
         .testTarget(name: "FlexModelTests", dependencies: ["FlexModel", "FlexData", "FlexTensor", "FlexTestSupport"]),
         .testTarget(name: "FlexEdgeTests", dependencies: ["FlexEdge", "FlexWire", "FlexTensor", "FlexTestSupport"]),
-        .testTarget(name: "FlexDataTests", dependencies: ["FlexData", "FlexTensor", "FlexTestSupport"]),
+        .testTarget(name: "FlexDataTests", dependencies: ["FlexData", "FlexTensor", "FlexTestSupport"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "FlexTensorTests", dependencies: ["FlexTensor", "FlexTestSupport"]),
-        .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTensor", "FlexTestSupport"]),
+        // Golden fixtures (docs/FORMAT.md) are hex files in Fixtures/, read through Bundle.module.
+        .testTarget(name: "FlexWireTests", dependencies: ["FlexWire", "FlexTensor", "FlexTestSupport"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(
             name: "FlexSimulationTests",
             dependencies: ["FlexSimulation", "FlexServer", "FlexServerTesting", "FlexEdge", "FlexAssign", "FlexModel", "FlexData"]),

@@ -1,4 +1,5 @@
 import FlexTensor
+import FlexWire
 
 /// One client's data as a board loads it: its train and test samples, from a shard file
 /// (docs/FORMAT.md, "Shard files"), so a board reads only its own data.
@@ -23,6 +24,7 @@ public struct ClientShard: ~Copyable {
 ///     48 train features (trainCount × dim, dtype) | train labels (trainCount × u16)
 ///        test features | test labels
 public enum ShardFile {
+    public static let magic: [UInt8] = [0x46, 0x58, 0x53, 0x44]  // "FXSD"
     public static let headerBytes = 48
     public static let version: UInt16 = 1
 
@@ -39,32 +41,27 @@ public enum ShardFile {
         let size = fileBytes(dim: dim, trainCount: nTrain, testCount: nTest, dtype: dtype)
         let out = Tensor<UInt8>(shape: Shape(vector: size), repeating: 0)
         out.withUnsafeMutableBufferPointer { buf in
-            let raw = UnsafeMutableRawBufferPointer(buf)
-            raw[0] = 0x46; raw[1] = 0x58; raw[2] = 0x53; raw[3] = 0x44  // "FXSD"
-            raw.storeBytes(of: version.littleEndian, toByteOffset: 4, as: UInt16.self)
-            raw[6] = dtype.rawValue
-            raw.storeBytes(of: UInt32(shard.client).littleEndian, toByteOffset: 8, as: UInt32.self)
-            raw.storeBytes(of: UInt32(dim).littleEndian, toByteOffset: 12, as: UInt32.self)
-            raw.storeBytes(of: UInt32(shard.train.classes).littleEndian, toByteOffset: 16, as: UInt32.self)
-            raw.storeBytes(of: UInt32(nTrain).littleEndian, toByteOffset: 20, as: UInt32.self)
-            raw.storeBytes(of: UInt32(nTest).littleEndian, toByteOffset: 24, as: UInt32.self)
-            var o = headerBytes
-            func put(_ ds: borrowing Dataset) {
+            var w = ByteWriter(UnsafeMutableRawBufferPointer(buf))
+            func put(_ ds: borrowing Dataset) throws(WireError) {
                 for i in 0..<(ds.count * dim) {
-                    if dtype == .fp16 {
-                        raw.storeBytes(of: Half.bits(from: ds.features[i]).littleEndian, toByteOffset: o, as: UInt16.self); o += 2
-                    } else {
-                        raw.storeBytes(of: ds.features[i].bitPattern.littleEndian, toByteOffset: o, as: UInt32.self); o += 4
-                    }
+                    if dtype == .fp16 { try w.u16(Half.bits(from: ds.features[i])) } else { try w.u32(ds.features[i].bitPattern) }
                 }
-                for i in 0..<ds.count {
-                    raw.storeBytes(of: UInt16(ds.labels[i]).littleEndian, toByteOffset: o, as: UInt16.self); o += 2
-                }
+                for i in 0..<ds.count { try w.u16(UInt16(ds.labels[i])) }
             }
-            put(shard.train)
-            put(shard.test)
-            let hash = fnv1a(UnsafeRawBufferPointer(rebasing: raw[headerBytes...]))
-            raw.storeBytes(of: hash.littleEndian, toByteOffset: 32, as: UInt64.self)
+            do throws(WireError) {
+                try w.bytes(magic)
+                try w.u16(version)
+                try w.u8(dtype.rawValue)
+                try w.u8(0)
+                for field in [shard.client, dim, shard.train.classes, nTrain, nTest, 0] { try w.u32(UInt32(field)) }
+                let hashAt = try w.reserve(8)
+                try w.u64(0)
+                try put(shard.train)
+                try put(shard.test)
+                w.setU64(fnv1a(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(w.base)[headerBytes...])), at: hashAt)
+            } catch {
+                preconditionFailure("ShardFile.encode: \(error.message)")  // the tensor is sized exactly
+            }
         }
         return out
     }
@@ -72,41 +69,53 @@ public enum ShardFile {
     /// Decodes a shard, checking magic, version, fields, exact size, labels and the payload hash.
     public static func decode(_ b: UnsafeRawBufferPointer, file: String) throws(DataError) -> ClientShard {
         if b.count < headerBytes { throw .truncated(file: file, offset: b.count, expected: headerBytes) }
-        if b[0] != 0x46 || b[1] != 0x58 || b[2] != 0x53 || b[3] != 0x44 {
-            throw .badHeader(file: file, offset: 0, message: "bad magic (expected FXSD)")
+        // At least the header is there, so reading it cannot fail.
+        var r = ByteReader(b)
+        func read<T>(_ field: (inout ByteReader) throws(WireError) -> T) throws(DataError) -> T {
+            do throws(WireError) { return try field(&r) } catch {
+                if case .badMagic = error { throw .badHeader(file: file, offset: 0, message: "bad magic (expected FXSD)") }
+                if case .truncated(let needed, let have) = error { throw .truncated(file: file, offset: have, expected: needed) }
+                throw .badHeader(file: file, offset: r.offset, message: error.message)
+            }
         }
-        func u32(_ o: Int) -> Int { Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: o, as: UInt32.self))) }
-        let ver = UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+        try read { r throws(WireError) in try r.expectMagic(magic) }
+        let ver = try read { r throws(WireError) in try r.u16() }
         if ver != version { throw .badHeader(file: file, offset: 4, message: "unsupported version \(ver)") }
-        guard let dtype = DType(rawValue: b[6]), dtype == .fp32 || dtype == .fp16 else {
-            throw .badHeader(file: file, offset: 6, message: "bad dtype \(b[6])")
+        let rawDType = try read { r throws(WireError) in try r.u8() }
+        guard let dtype = DType(rawValue: rawDType), dtype == .fp32 || dtype == .fp16 else {
+            throw .badHeader(file: file, offset: 6, message: "bad dtype \(rawDType)")
         }
-        if b[7] != 0 || u32(28) != 0 || b.loadUnaligned(fromByteOffset: 40, as: UInt64.self) != 0 {
+        let reserved7 = try read { r throws(WireError) in try r.u8() }
+        var fields: [Int] = []
+        for _ in 0..<6 { fields.append(Int(try read { r throws(WireError) in try r.u32() })) }
+        let hash = try read { r throws(WireError) in try r.u64() }
+        let reserved40 = try read { r throws(WireError) in try r.u64() }
+        if reserved7 != 0 || fields[5] != 0 || reserved40 != 0 {
             throw .badHeader(file: file, offset: 7, message: "reserved field not zero")
         }
-        let client = u32(8), dim = u32(12), classes = u32(16), nTrain = u32(20), nTest = u32(24)
+        let client = fields[0], dim = fields[1], classes = fields[2], nTrain = fields[3], nTest = fields[4]
         if dim == 0 || dim > 1 << 20 { throw .badHeader(file: file, offset: 12, message: "dim \(dim) out of range") }
         if classes < 2 || classes > 65535 { throw .badHeader(file: file, offset: 16, message: "classes \(classes) out of range") }
         if nTrain > 1 << 26 || nTest > 1 << 26 { throw .badHeader(file: file, offset: 20, message: "sample count out of range") }
         let size = fileBytes(dim: dim, trainCount: nTrain, testCount: nTest, dtype: dtype)
         if b.count < size { throw .truncated(file: file, offset: b.count, expected: size) }
         if b.count > size { throw .badHeader(file: file, offset: size, message: "trailing bytes") }
-        let hash = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
         if fnv1a(UnsafeRawBufferPointer(rebasing: b[headerBytes...])) != hash { throw .checksum(file: file) }
-        var o = headerBytes
+        // The size is exact, so reading the payload cannot fail either.
         func take(_ n: Int) throws(DataError) -> Dataset {
             let ds = Dataset(count: n, dim: dim, classes: classes)
             for i in 0..<(n * dim) {
                 if dtype == .fp16 {
-                    ds.features[i] = Half.float(fromBits: UInt16(littleEndian: b.loadUnaligned(fromByteOffset: o, as: UInt16.self))); o += 2
+                    ds.features[i] = Half.float(fromBits: try read { r throws(WireError) in try r.u16() })
                 } else {
-                    ds.features[i] = Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: o, as: UInt32.self))); o += 4
+                    ds.features[i] = Float(bitPattern: try read { r throws(WireError) in try r.u32() })
                 }
             }
             for i in 0..<n {
-                let l = Int(UInt16(littleEndian: b.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
-                if l >= classes { throw .badValue(file: file, offset: o, message: "label \(l) ≥ \(classes) classes") }
-                ds.labels[i] = Int32(l); o += 2
+                let at = r.offset
+                let l = Int(try read { r throws(WireError) in try r.u16() })
+                if l >= classes { throw .badValue(file: file, offset: at, message: "label \(l) ≥ \(classes) classes") }
+                ds.labels[i] = Int32(l)
             }
             return ds
         }

@@ -133,9 +133,8 @@ public struct GlobalModel: Sendable, Equatable {
 
     // MARK: checkpoints
 
-    /// Checkpoint file: "FXCK", u16 version 1, u16 0, u64 round, u32 count, then count times
-    /// (u32 length, FlexWire container): the extractor (extractorWeights, fp32) then every expert
-    /// (expertWeights, fp32), each carrying its own version. Little-endian.
+    /// Checkpoint file: a `CheckpointFrame` (docs/FORMAT.md) of the extractor (extractorWeights,
+    /// fp32) then every expert (expertWeights, fp32), each container carrying its own version.
     public func checkpoint(round: UInt64) -> [UInt8] {
         var parts = [Self.encode(extractor, shapes: extractorShapes, kind: .extractorWeights, expertId: nil,
                                  version: extractorVersion, dtype: .fp32)]
@@ -143,36 +142,19 @@ public struct GlobalModel: Sendable, Equatable {
             parts.append(Self.encode(experts[e], shapes: expertShapes, kind: .expertWeights, expertId: UInt32(e),
                                      version: expertVersions[e], dtype: .fp32))
         }
-        var out: [UInt8] = Array("FXCK".utf8)
-        func le(_ v: UInt64, _ n: Int) { for i in 0..<n { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
-        le(1, 2); le(0, 2); le(round, 8); le(UInt64(parts.count), 4)
-        for p in parts { le(UInt64(p.count), 4); out += p }
-        return out
+        return CheckpointFrame.encode(round: round, parts: parts)
     }
 
     /// Reads a checkpoint for the model `config`; returns the model and the round it was saved at.
     public static func load(checkpoint bytes: [UInt8], config: MoEConfig) throws -> (model: GlobalModel, round: UInt64) {
-        var offset = 0
-        func le(_ n: Int) throws -> UInt64 {
-            guard bytes.count - offset >= n else { throw ServerError.checkpoint("truncated at byte \(offset)") }
-            var v: UInt64 = 0
-            for i in 0..<n { v |= UInt64(bytes[offset + i]) << (8 * UInt64(i)) }
-            offset += n
-            return v
-        }
-        guard bytes.count >= 4, Array(bytes[0..<4]) == Array("FXCK".utf8) else { throw ServerError.checkpoint("not a checkpoint (bad magic)") }
-        offset = 4
-        guard try le(2) == 1, try le(2) == 0 else { throw ServerError.checkpoint("unsupported checkpoint version") }
-        let round = try le(8)
-        let count = Int(try le(4))
+        let frame = try bytes.withUnsafeBytes { b in Result { () throws(WireError) in try CheckpointFrame.parse(b) } }
+            .mapError { ServerError.checkpoint(CheckpointFrame.describe($0)) }.get()
+        let count = frame.parts.count
         guard count == 1 + config.experts else { throw ServerError.checkpoint("\(count) parts, the model has \(1 + config.experts)") }
         let decompressor = ZstdDecompressor()
         var extractor: [Float] = [], experts: [[Float]] = [], xv: UInt64 = 0, ev: [UInt64] = []
-        for i in 0..<count {
-            let n = Int(try le(4))
-            guard bytes.count - offset >= n else { throw ServerError.checkpoint("truncated part \(i)") }
-            let part = Array(bytes[offset..<(offset + n)])
-            offset += n
+        for (i, range) in frame.parts.enumerated() {
+            let part = Array(bytes[range])
             do {
                 if i == 0 {
                     let d = try decode(part, shapes: config.extractorShapes, kinds: [.extractorWeights], decompressor: decompressor)
@@ -186,7 +168,6 @@ public struct GlobalModel: Sendable, Equatable {
                 throw ServerError.checkpoint("part \(i): \(e.message)")
             }
         }
-        guard offset == bytes.count else { throw ServerError.checkpoint("trailing bytes") }
-        return (GlobalModel(config: config, extractor: extractor, experts: experts, extractorVersion: xv, expertVersions: ev), round)
+        return (GlobalModel(config: config, extractor: extractor, experts: experts, extractorVersion: xv, expertVersions: ev), frame.round)
     }
 }

@@ -8,21 +8,23 @@ import Foundation
 public enum OfflineAggregation {
     /// The model shapes a checkpoint holds (extractor W1 d×h; expert A1 h×f, A2 f×K; E = parts − 1).
     public static func config(ofCheckpoint bytes: [UInt8]) throws -> MoEConfig {
-        guard bytes.count > 28 else { throw ServerError.checkpoint("truncated") }
-        func u32(_ o: Int) -> Int { (0..<4).reduce(0) { $0 | Int(bytes[o + $1]) << (8 * $1) } }
-        let count = u32(16)
-        guard count >= 2 else { throw ServerError.checkpoint("no experts") }
-        var offset = 20
-        var headers: [ContainerHeader] = []
-        for _ in 0..<2 {
-            guard offset + 4 <= bytes.count else { throw ServerError.checkpoint("truncated") }
-            let n = u32(offset)
-            guard offset + 4 + n <= bytes.count else { throw ServerError.checkpoint("truncated") }
-            let part = Array(bytes[(offset + 4)..<(offset + 4 + n)])
-            let h = try part.withUnsafeBytes { b in Result { () throws(WireError) in try Container.parseHeader(b) } }.get()
-            headers.append(h)
-            offset += 4 + n
-        }
+        // The extractor's and the first expert's headers hold every shape.
+        let (count, headers) = try bytes.withUnsafeBytes { b in
+            Result { () throws(ServerError) -> (Int, [ContainerHeader]) in
+                let parts: [Range<Int>]
+                do throws(WireError) { parts = try CheckpointFrame.parse(b).parts } catch {
+                    throw .checkpoint(CheckpointFrame.describe(error))
+                }
+                guard parts.count >= 2 else { throw .checkpoint("no experts") }
+                var headers: [ContainerHeader] = []
+                for (i, range) in parts.prefix(2).enumerated() {
+                    do throws(WireError) { headers.append(try Container.parseHeader(UnsafeRawBufferPointer(rebasing: b[range]))) } catch {
+                        throw .checkpoint("part \(i): \(error.message)")
+                    }
+                }
+                return (parts.count, headers)
+            }
+        }.get()
         guard headers[0].tensors.count == 2, headers[1].tensors.count == 4 else { throw ServerError.checkpoint("unexpected tensors") }
         let w1 = headers[0].tensors[0].shape, a1 = headers[1].tensors[0].shape, a2 = headers[1].tensors[2].shape
         return MoEConfig(inputDim: w1.rows, hidden: w1.cols, expertHidden: a1.cols, classes: a2.cols, experts: count - 1)

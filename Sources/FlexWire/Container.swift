@@ -121,34 +121,31 @@ public enum Container {
             stored = try compressor.compress(body, into: region)
         }
 
-        let out = output.baseAddress!
-        for i in 0..<headerSize { out.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
-        out.storeBytes(of: magic.0, toByteOffset: 0, as: UInt8.self)
-        out.storeBytes(of: magic.1, toByteOffset: 1, as: UInt8.self)
-        out.storeBytes(of: magic.2, toByteOffset: 2, as: UInt8.self)
-        out.storeBytes(of: magic.3, toByteOffset: 3, as: UInt8.self)
-        out.storeBytes(of: formatVersion.littleEndian, toByteOffset: 4, as: UInt16.self)
-        out.storeBytes(of: kind.rawValue, toByteOffset: 6, as: UInt8.self)
-        out.storeBytes(of: codec.rawValue, toByteOffset: 7, as: UInt8.self)
-        out.storeBytes(of: UInt16(tensors.count).littleEndian, toByteOffset: 8, as: UInt16.self)
-        out.storeBytes(of: (expertId ?? noExpert).littleEndian, toByteOffset: 12, as: UInt32.self)
-        out.storeBytes(of: modelVersion.littleEndian, toByteOffset: 16, as: UInt64.self)
-        out.storeBytes(of: UInt64(payload.count).littleEndian, toByteOffset: 24, as: UInt64.self)
-        out.storeBytes(of: UInt64(stored).littleEndian, toByteOffset: 32, as: UInt64.self)
-        out.storeBytes(of: payloadHash.littleEndian, toByteOffset: 40, as: UInt64.self)
-        for (i, t) in tensors.enumerated() {
-            let e = headerSize + i * entrySize
-            for j in 0..<entrySize { out.storeBytes(of: 0, toByteOffset: e + j, as: UInt8.self) }
-            out.storeBytes(of: t.dtype.rawValue, toByteOffset: e, as: UInt8.self)
-            out.storeBytes(of: UInt8(t.shuffled ? 1 : 0), toByteOffset: e + 1, as: UInt8.self)
-            let block: UInt16 = t.dtype == .int8Block ? UInt16(DType.blockSize) : 0
-            out.storeBytes(of: block.littleEndian, toByteOffset: e + 2, as: UInt16.self)
-            out.storeBytes(of: UInt32(t.shape.rows).littleEndian, toByteOffset: e + 4, as: UInt32.self)
-            out.storeBytes(of: UInt32(t.shape.cols).littleEndian, toByteOffset: e + 8, as: UInt32.self)
+        var w = ByteWriter(UnsafeMutableRawBufferPointer(rebasing: output[0..<directoryEnd]))
+        try w.bytes([magic.0, magic.1, magic.2, magic.3])
+        try w.u16(formatVersion)
+        try w.u8(kind.rawValue)
+        try w.u8(codec.rawValue)
+        try w.u16(UInt16(tensors.count))
+        try w.u16(0)                                // flags
+        try w.u32(expertId ?? noExpert)
+        try w.u64(modelVersion)
+        try w.u64(UInt64(payload.count))
+        try w.u64(UInt64(stored))
+        try w.u64(payloadHash)
+        try w.u64(0)                                // reserved
+        let headerHashAt = try w.reserve(8)
+        for t in tensors {
+            try w.u8(t.dtype.rawValue)
+            try w.u8(t.shuffled ? 1 : 0)
+            try w.u16(t.dtype == .int8Block ? UInt16(DType.blockSize) : 0)
+            try w.u32(UInt32(t.shape.rows))
+            try w.u32(UInt32(t.shape.cols))
+            try w.u32(0)                            // reserved
         }
-        let headerHash = XXHash64.hash(UnsafeRawBufferPointer(start: out, count: 56),
-                                       UnsafeRawBufferPointer(start: out + headerSize, count: tensors.count * entrySize))
-        out.storeBytes(of: headerHash.littleEndian, toByteOffset: 56, as: UInt64.self)
+        let out = UnsafeRawBufferPointer(output)
+        w.setU64(XXHash64.hash(UnsafeRawBufferPointer(rebasing: out[0..<headerHashAt]),
+                               UnsafeRawBufferPointer(rebasing: out[headerSize..<directoryEnd])), at: headerHashAt)
         return directoryEnd + stored
     }
 
@@ -158,49 +155,48 @@ public enum Container {
     /// (exactly one container, nothing after it). Checks every field before trusting any size.
     public static func parseHeader(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> ContainerHeader {
         if bytes.count < headerSize { throw .truncated(needed: headerSize, have: bytes.count) }
-        func u8(_ o: Int) -> UInt8 { bytes.load(fromByteOffset: o, as: UInt8.self) }
-        func u16(_ o: Int) -> UInt16 { UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
-        func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
-        func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
-
-        if u8(0) != magic.0 || u8(1) != magic.1 || u8(2) != magic.2 || u8(3) != magic.3 { throw .badMagic }
-        let version = u16(4)
+        var r = ByteReader(bytes)
+        try r.expectMagic([magic.0, magic.1, magic.2, magic.3])
+        let version = try r.u16()
         if version != formatVersion { throw .unsupportedVersion(version) }
-        let count = Int(u16(8))
+        let rawKind = try r.u8(), rawCodec = try r.u8()
+        let count = Int(try r.u16())
+        let flags = try r.u16()
+        let rawExpert = try r.u32()
+        let modelVersion = try r.u64(), payloadSize = try r.u64(), storedSize = try r.u64(), payloadHash = try r.u64()
+        let reserved = try r.u64(), storedHeaderHash = try r.u64()
+
         if count < 1 || count > maxTensors { throw .badField("tensor count \(count)") }
         let directoryEnd = headerSize + count * entrySize
         if bytes.count < directoryEnd { throw .truncated(needed: directoryEnd, have: bytes.count) }
         let headerHash = XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[0..<56]),
                                        UnsafeRawBufferPointer(rebasing: bytes[headerSize..<directoryEnd]))
-        if headerHash != u64(56) { throw .headerChecksum }
+        if headerHash != storedHeaderHash { throw .headerChecksum }
 
-        guard let kind = PartKind(rawValue: u8(6)) else { throw .badField("kind \(u8(6))") }
-        guard let codec = Codec(rawValue: u8(7)) else { throw .badField("codec \(u8(7))") }
-        if u16(10) != 0 || u64(48) != 0 { throw .badField("reserved bits set") }
-        let rawExpert = u32(12)
+        guard let kind = PartKind(rawValue: rawKind) else { throw .badField("kind \(rawKind)") }
+        guard let codec = Codec(rawValue: rawCodec) else { throw .badField("codec \(rawCodec)") }
+        if flags != 0 || reserved != 0 { throw .badField("reserved bits set") }
         if kind.isExpert == (rawExpert == noExpert) { throw .badField("expert id \(rawExpert) for kind \(kind.rawValue)") }
 
         var tensors: [TensorEntry] = []
         tensors.reserveCapacity(count)
         var total = 0
         for i in 0..<count {
-            let e = headerSize + i * entrySize
-            guard let dtype = DType(rawValue: u8(e)) else { throw .badField("tensor \(i): dtype \(u8(e))") }
-            let filter = u8(e + 1)
+            let rawDType = try r.u8(), filter = try r.u8(), block = try r.u16()
+            let rows = Int(try r.u32()), cols = Int(try r.u32()), entryReserved = try r.u32()
+            guard let dtype = DType(rawValue: rawDType) else { throw .badField("tensor \(i): dtype \(rawDType)") }
             if filter > 1 { throw .badField("tensor \(i): filter \(filter)") }
             if filter == 1 && dtype.elementBytes == 1 { throw .badField("tensor \(i): shuffle of 1-byte values") }
             let expectedBlock: UInt16 = dtype == .int8Block ? UInt16(DType.blockSize) : 0
-            if u16(e + 2) != expectedBlock { throw .badField("tensor \(i): block size \(u16(e + 2))") }
-            let rows = Int(u32(e + 4)), cols = Int(u32(e + 8))
+            if block != expectedBlock { throw .badField("tensor \(i): block size \(block)") }
             if rows < 1 || cols < 1 || rows > maxDimension || cols > maxDimension {
                 throw .badField("tensor \(i): shape \(rows)x\(cols)")
             }
-            if u32(e + 12) != 0 { throw .badField("tensor \(i): reserved bits set") }
+            if entryReserved != 0 { throw .badField("tensor \(i): reserved bits set") }
             let entry = TensorEntry(dtype: dtype, shape: Shape(rows: rows, cols: cols), shuffled: filter == 1)
             total += entry.payloadBytes
             tensors.append(entry)
         }
-        let payloadSize = u64(24), storedSize = u64(32)
         if payloadSize != UInt64(total) { throw .sizeMismatch("header says \(payloadSize) payload bytes, tensors need \(total)") }
         if storedSize > UInt64(Int.max - directoryEnd) { throw .tooLarge(declared: Int.max, limit: bytes.count) }
         let end = directoryEnd + Int(storedSize)
@@ -210,8 +206,8 @@ public enum Container {
             throw .sizeMismatch("stored payload of \(storedSize) bytes, declared \(payloadSize)")
         }
         return ContainerHeader(kind: kind, codec: codec, expertId: kind.isExpert ? rawExpert : nil,
-                               modelVersion: u64(16), tensors: tensors, payloadSize: total,
-                               storedSize: Int(storedSize), payloadHash: u64(40))
+                               modelVersion: modelVersion, tensors: tensors, payloadSize: total,
+                               storedSize: Int(storedSize), payloadHash: payloadHash)
     }
 
     /// Decodes the payload of a container whose header `parseHeader` returned, directly into

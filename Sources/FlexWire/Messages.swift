@@ -145,65 +145,91 @@ public enum MessageError: Error, Equatable {
     }
 }
 
-/// The body of `POST /v1/rounds/N/report`: "FXRP", version, the fields, and the update containers.
+/// The body of `POST /v1/rounds/N/report` (docs/PROTOCOL.md): "FXRP", u16 version 1, u16 0,
+/// u32 fields length, the fields (a `SmallMessage`), u32 container count, then count × (u32 length,
+/// container). Little-endian. `write` is the one writer (the board writes a report into its arena
+/// with it, the host through `encode`); `parse` is the one reader.
 public enum ReportFrame {
     public static let magic: [UInt8] = [0x46, 0x58, 0x52, 0x50]  // "FXRP"
     public static let version: UInt16 = 1
     public static let maxContainers = 65
 
-    /// Builds a report body from its fields and containers.
-    public static func encode(fields: SmallMessage, containers: [[UInt8]]) -> [UInt8] {
-        var out = magic
-        appendLE(&out, UInt64(version), bytes: 2)
-        appendLE(&out, 0, bytes: 2)
+    /// Bytes of a report before its containers' records: magic, version, reserved, the fields.
+    public static func headerBytes(fields: SmallMessage) -> Int { 4 + 2 + 2 + 4 + fields.encoded().count + 4 }
+
+    /// Writes a report into `out` in place and returns its size. `container(index, space)` writes
+    /// container `index` (0..<containerCount) at the start of `space` (the rest of `out`) and returns
+    /// its length; the frame writes the u32 length before it. No container is copied.
+    ///
+    /// The callback throws `WireError`, like `Container.encode` it normally calls, so that one error
+    /// type also reports a frame that does not fit in `out` (`truncated`); callers map it to their
+    /// own error once, around this call.
+    public static func write(
+        fields: SmallMessage, containerCount: Int, into out: UnsafeMutableRawBufferPointer,
+        container: (_ index: Int, _ space: UnsafeMutableRawBufferPointer) throws(WireError) -> Int
+    ) throws(WireError) -> Int {
+        var w = ByteWriter(out)
+        try write(fields: fields, containerCount: containerCount, to: &w, container: container)
+        return w.offset
+    }
+
+    static func write(
+        fields: SmallMessage, containerCount: Int, to w: inout ByteWriter,
+        container: (_ index: Int, _ space: UnsafeMutableRawBufferPointer) throws(WireError) -> Int
+    ) throws(WireError) {
+        if containerCount < 0 || containerCount > maxContainers { throw .badField("\(containerCount) containers") }
+        try w.bytes(magic)
+        try w.u16(version)
+        try w.u16(0)
         let text = fields.encoded()
-        appendLE(&out, UInt64(text.count), bytes: 4)
-        out += text
-        appendLE(&out, UInt64(containers.count), bytes: 4)
-        for c in containers {
-            appendLE(&out, UInt64(c.count), bytes: 4)
-            out += c
+        try w.u32(UInt32(text.count))
+        try w.bytes(text)
+        try w.u32(UInt32(containerCount))
+        for i in 0..<containerCount {
+            try w.lengthPrefixed { space throws(WireError) in try container(i, space) }
         }
-        return out
+    }
+
+    /// Builds a report body from its fields and containers (host code, tests), through `write`.
+    public static func encode(fields: SmallMessage, containers: [[UInt8]]) -> [UInt8] {
+        let size = containers.reduce(headerBytes(fields: fields)) { $0 + 4 + $1.count }
+        do throws(WireError) {
+            return try ByteWriter.array(capacity: size) { w throws(WireError) in
+                try write(fields: fields, containerCount: containers.count, to: &w) { i, space throws(WireError) in
+                    var c = ByteWriter(space)
+                    try c.bytes(containers[i])
+                    return c.offset
+                }
+            }
+        } catch {
+            // The array is sized exactly; only a count above `maxContainers` fails, a caller's bug.
+            preconditionFailure("ReportFrame.encode: \(error.message)")
+        }
     }
 
     /// Splits a report body into its fields and the byte ranges of its containers, checking every
     /// length against the body (containers themselves are decoded and verified by the caller).
     public static func parse(_ body: UnsafeRawBufferPointer) throws(MessageError) -> (fields: SmallMessage, containers: [Range<Int>]) {
-        var offset = 0
-        func take(_ n: Int) throws(MessageError) -> Int {
-            if n < 0 || body.count - offset < n { throw .badReport("truncated at byte \(offset)") }
-            defer { offset += n }
-            return offset
+        var r = ByteReader(body)
+        // A reader error is a wrong magic or a truncation; a failed read leaves the offset at its start.
+        func read<T>(_ field: (inout ByteReader) throws(WireError) -> T) throws(MessageError) -> T {
+            do throws(WireError) { return try field(&r) } catch {
+                if case .badMagic = error { throw .badReport("bad magic") }
+                throw .badReport("truncated at byte \(r.offset)")
+            }
         }
-        func readLE(_ n: Int) throws(MessageError) -> Int {
-            let at = try take(n)
-            var v = 0
-            for i in 0..<n { v |= Int(body[at + i]) << (8 * i) }
-            return v
-        }
-        let m = try take(4)
-        for i in 0..<4 where body[m + i] != magic[i] { throw .badReport("bad magic") }
-        let v = try readLE(2)
-        if v != Int(version) { throw .badReport("unsupported report version \(v)") }
-        if try readLE(2) != 0 { throw .badReport("reserved bits set") }
-        let fieldsLength = try readLE(4)
+        try read { r throws(WireError) in try r.expectMagic(magic) }
+        let v = try read { r throws(WireError) in try r.u16() }
+        if v != version { throw .badReport("unsupported report version \(v)") }
+        if try read({ r throws(WireError) in try r.u16() }) != 0 { throw .badReport("reserved bits set") }
+        let fieldsLength = Int(try read { r throws(WireError) in try r.u32() })
         if fieldsLength > SmallMessage.maxBytes { throw .tooLarge(fieldsLength) }
-        let fieldsAt = try take(fieldsLength)
-        let fields = try SmallMessage.parse(UnsafeRawBufferPointer(rebasing: body[fieldsAt..<(fieldsAt + fieldsLength)]))
-        let count = try readLE(4)
+        let fields = try SmallMessage.parse(try read { r throws(WireError) in try r.bytes(fieldsLength) })
+        let count = Int(try read { r throws(WireError) in try r.u32() })
         if count < 1 || count > maxContainers { throw .badReport("\(count) containers") }
         var ranges: [Range<Int>] = []
-        for _ in 0..<count {
-            let length = try readLE(4)
-            let at = try take(length)
-            ranges.append(at..<(at + length))
-        }
-        if offset != body.count { throw .badReport("\(body.count - offset) bytes after the last container") }
+        for _ in 0..<count { ranges.append(try read { r throws(WireError) in try r.lengthPrefixed() }) }
+        if r.remaining != 0 { throw .badReport("\(r.remaining) bytes after the last container") }
         return (fields, ranges)
-    }
-
-    static func appendLE(_ out: inout [UInt8], _ value: UInt64, bytes: Int) {
-        for i in 0..<bytes { out.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }
     }
 }
