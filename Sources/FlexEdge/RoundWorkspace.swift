@@ -92,42 +92,28 @@ public final class RoundWorkspace {
         if loaded == nil { throw .protocolViolation("cached expert \(expert) failed its checksum; it was dropped") }
     }
 
-    /// Writes the report body (docs/PROTOCOL.md) into the report buffer: the fields, then the delta
-    /// of the extractor and of each assigned expert. Returns its length.
+    /// Writes the report body (docs/PROTOCOL.md) into the report buffer through FlexWire's one
+    /// report writer: the fields, then the delta of the extractor and of each assigned expert.
+    /// Returns its length.
     public func writeReport(fields: SmallMessage, extractorVersion: UInt64, experts: [Int],
                             versions: [UInt64], random: inout FlexRandom) throws(EdgeError) -> Int {
-        let out = report
-        var offset = 0
-        func put(_ value: Int, _ bytes: Int) {
-            for i in 0..<bytes { out[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * i)) }
-            offset += bytes
+        do throws(WireError) {
+            return try ReportFrame.write(fields: fields, containerCount: 1 + experts.count, into: report) {
+                (part, space) throws(WireError) -> Int in
+                part == 0
+                    ? try encodeDelta(kind: .extractorDelta, expert: nil, version: extractorVersion,
+                                      parameters: trainer.extractor.parameters, into: space, random: &random)
+                    : try encodeDelta(kind: .expertDelta, expert: UInt32(experts[part - 1]), version: versions[part - 1],
+                                      parameters: trainer.experts[part - 1].parameters, into: space, random: &random)
+            }
+        } catch {
+            throw .protocolViolation("encoding the report: \(error.message)")
         }
-        for b in ReportFrame.magic { out[offset] = b; offset += 1 }
-        put(Int(ReportFrame.version), 2)
-        put(0, 2)
-        let text = fields.encoded()
-        put(text.count, 4)
-        for b in text { out[offset] = b; offset += 1 }
-        put(1 + experts.count, 4)
-        for part in 0...experts.count {
-            let lengthAt = offset
-            offset += 4
-            let space = UnsafeMutableRawBufferPointer(rebasing: out[offset...])
-            let size = part == 0
-                ? try encodeDelta(kind: .extractorDelta, expert: nil, version: extractorVersion,
-                                  parameters: trainer.extractor.parameters, into: space, random: &random)
-                : try encodeDelta(kind: .expertDelta, expert: UInt32(experts[part - 1]), version: versions[part - 1],
-                                  parameters: trainer.experts[part - 1].parameters, into: space, random: &random)
-            offset = lengthAt
-            put(size, 4)
-            offset += size
-        }
-        return offset
     }
 
     /// Quantises (stochastic rounding: unbiased deltas) and encodes one part's delta.
     func encodeDelta(kind: PartKind, expert: UInt32?, version: UInt64, parameters: [Parameter],
-                     into out: UnsafeMutableRawBufferPointer, random: inout FlexRandom) throws(EdgeError) -> Int {
+                     into out: UnsafeMutableRawBufferPointer, random: inout FlexRandom) throws(WireError) -> Int {
         let dtype = plan.updateDType
         var entries: [TensorEntry] = []
         var offset = 0
@@ -140,12 +126,8 @@ public final class RoundWorkspace {
             offset += q.byteCount
         }
         let scratch = UnsafeMutableRawBufferPointer(rebasing: encodeScratch[offset...])
-        do throws(WireError) {
-            return try Container.encode(kind: kind, expertId: expert, modelVersion: version, tensors: entries,
-                                        payload: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(encodeScratch)[0..<offset]),
-                                        codec: .zstd, compressor: compressor, scratch: scratch, into: out)
-        } catch {
-            throw .protocolViolation("encoding an update: \(error.message)")
-        }
+        return try Container.encode(kind: kind, expertId: expert, modelVersion: version, tensors: entries,
+                                    payload: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(encodeScratch)[0..<offset]),
+                                    codec: .zstd, compressor: compressor, scratch: scratch, into: out)
     }
 }
