@@ -126,14 +126,8 @@ public enum SplitSpec: Sendable, Equatable {
 
 /// The few text helpers the specs need, without Foundation.
 enum SpecText {
-    /// A decimal number; the host also takes exponents ("1e-3").
-    static func number(_ s: String) -> Double? {
-        #if hasFeature(Embedded)
-        return Format.parseDecimal(s)
-        #else
-        return Double(s)
-        #endif
-    }
+    /// A decimal number, with an optional exponent ("1e-3"): the project's one parser.
+    static func number(_ s: String) -> Double? { Format.parseReal(s) }
 
     /// A whole number without a fraction ("1"), else the shortest form that reads back ("0.3").
     static func number(_ x: Double) -> String {
