@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,4 +242,21 @@ int csys_reset_peak_rss(void) {
     if (n != 1) last_errno = errno;
     close(fd);
     return n == 1 ? 0 : -1;
+}
+
+long long csys_list_directory(const char *path, char *buffer, size_t capacity) {
+    DIR *dir = opendir(path);
+    if (!dir) { last_errno = errno; return -1; }
+    size_t used = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        const char *name = entry->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
+        size_t n = strlen(name) + 1;
+        if (capacity - used < n) { closedir(dir); return -2; }
+        memcpy(buffer + used, name, n);
+        used += n;
+    }
+    closedir(dir);
+    return (long long)used;
 }

@@ -18,6 +18,21 @@ enum Files {
         return bytes
     }
 
+    /// The names in a directory, or nil when `path` is not a directory.
+    static func directoryEntries(_ path: String) -> [String]? {
+        var capacity = 64 * 1024
+        while capacity <= 64 << 20 {
+            var buffer = [UInt8](repeating: 0, count: capacity)
+            let n = path.withCString { p in buffer.withUnsafeMutableBytes { csys_list_directory(p, $0.baseAddress!.assumingMemoryBound(to: CChar.self), capacity) } }
+            if n == -1 { return nil }
+            if n >= 0 {
+                return buffer[0..<Int(n)].split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            }
+            capacity *= 4
+        }
+        return nil
+    }
+
     static func write(_ path: String, _ bytes: UnsafeRawBufferPointer) throws(DataError) {
         let rc = path.withCString { csys_write_file_atomic($0, bytes.baseAddress, bytes.count) }
         if rc != 0 { throw .io(file: path, message: lastError()) }

@@ -1,7 +1,4 @@
 import FlexTensor
-#if !hasFeature(Embedded)
-import Foundation  // host only: listing a cifar:DIR directory
-#endif
 
 /// Which data a run uses, as written on a command line (`--dataset`): `synthetic`, `synthetic:α,β`,
 /// `csv:PATH`, `idx:IMAGES[,LABELS]`, `cifar:FILE[,FILE…]|DIR`. Used by `flexmoe-server simulate`
@@ -61,15 +58,11 @@ public enum DatasetSpec: Sendable, Equatable {
 
     /// The files of a `cifar:` spec: a single directory stands for its `data_batch*.bin` files, sorted.
     static func cifarFiles(_ paths: [String]) throws(DataError) -> [String] {
-        #if !hasFeature(Embedded)
-        var isDir: ObjCBool = false
-        if paths.count == 1, FileManager.default.fileExists(atPath: paths[0], isDirectory: &isDir), isDir.boolValue {
-            let files = ((try? FileManager.default.contentsOfDirectory(atPath: paths[0])) ?? [])
-                .filter { $0.hasPrefix("data_batch") && $0.hasSuffix(".bin") }.sorted()
+        if paths.count == 1, let names = Files.directoryEntries(paths[0]) {
+            let files = names.filter { $0.hasPrefix("data_batch") && $0.hasSuffix(".bin") }.sorted()
             guard !files.isEmpty else { throw .invalidArgument("no data_batch_*.bin in \(paths[0])") }
             return files.map { paths[0] + "/" + $0 }
         }
-        #endif
         return paths
     }
 
@@ -129,17 +122,8 @@ enum SpecText {
     /// A decimal number, with an optional exponent ("1e-3"): the project's one parser.
     static func number(_ s: String) -> Double? { Format.parseReal(s) }
 
-    /// A whole number without a fraction ("1"), else the shortest form that reads back ("0.3").
-    static func number(_ x: Double) -> String {
-        if x == x.rounded() && abs(x) < 1e9 { return String(Int(x)) }
-        #if hasFeature(Embedded)
-        var s = Format.fixed(x, 9)  // Embedded Swift cannot print a Double through `description`
-        while s.hasSuffix("0") { s.removeLast() }
-        return s
-        #else
-        return String(x)
-        #endif
-    }
+    /// A number as the project writes it ("1", "0.3"): `Format.real`, the one formatter.
+    static func number(_ x: Double) -> String { Format.real(x) }
 
     /// `text` with every occurrence of `target` replaced by `replacement` (UTF-8 code units).
     static func replacing(_ text: String, _ target: String, with replacement: String) -> String {

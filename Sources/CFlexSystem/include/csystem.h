@@ -31,6 +31,9 @@ long long csys_read_file(const char *path, void *buffer, size_t capacity);
 /// Writes atomically: to path.tmp, fsync, rename over path, fsync the directory. 0 on success.
 int csys_write_file_atomic(const char *path, const void *bytes, size_t count);
 const char *csys_last_error(void);
+/// The names in directory `path` (without "." and ".."), each followed by a NUL, in `buffer`.
+/// Returns the bytes written; -1 when `path` is not a readable directory; -2 when `capacity` is too small.
+long long csys_list_directory(const char *path, char *buffer, size_t capacity);
 
 /// Peak resident set size (VmHWM) and current RSS of this process in bytes, from /proc/self/status;
 /// -1 when unavailable.
