@@ -18,33 +18,35 @@ public final class DeviceState {
     /// The extractor version this device holds (nil before its first download).
     public var extractorVersion: UInt64?
 
-    public init(plan: DevicePlan, shard: borrowing ClientShard, arena: Arena, random: inout FlexRandom) throws(EdgeError) {
+    /// Copies the local data (`train`, then the held-out `test` rows) into the arena.
+    public init(plan: DevicePlan, train: borrowing Dataset, test: borrowing Dataset, arena: Arena,
+                random: inout FlexRandom) throws(EdgeError) {
         self.arena = arena
         let c = plan.config
-        if shard.train.dim != c.inputDim {
-            throw .data("the local data has \(shard.train.dim) features per sample, the model expects \(c.inputDim)")
+        if train.dim != c.inputDim || (test.count > 0 && test.dim != c.inputDim) {
+            throw .data("the local data has \(train.dim) features per sample, the model expects \(c.inputDim)")
         }
         do throws(ArenaError) {
             gate = ClientGate(c, memory: .arena(arena))
             cache = try ExpertCache(layout: ExpertLayout(shapes: c.expertShapes, dtype: plan.storage),
                                     slots: plan.kc + plan.warmSlots, arena: arena)
-            let rows = shard.train.count + shard.test.count
+            let rows = train.count + test.count
             features = try Tensor(shape: Shape(rows: rows, cols: c.inputDim), arena: arena, component: MemoryComponent.data.rawValue)
             labels = try Tensor(shape: Shape(vector: rows), arena: arena, component: MemoryComponent.data.rawValue)
         } catch {
             throw .arena(error)
         }
-        trainCount = shard.train.count
+        trainCount = train.count
         features.withUnsafeMutableBufferPointer { dst in
-            shard.train.features.withUnsafeBufferPointer { src in
+            train.features.withUnsafeBufferPointer { src in
                 UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: src.count * 4)
             }
-            shard.test.features.withUnsafeBufferPointer { src in
-                UnsafeMutableRawPointer(dst.baseAddress! + shard.train.features.count).copyMemory(from: src.baseAddress!, byteCount: src.count * 4)
+            test.features.withUnsafeBufferPointer { src in
+                UnsafeMutableRawPointer(dst.baseAddress! + train.features.count).copyMemory(from: src.baseAddress!, byteCount: src.count * 4)
             }
         }
-        for i in 0..<shard.train.count { labels[i] = shard.train.labels[i] }
-        for i in 0..<shard.test.count { labels[shard.train.count + i] = shard.test.labels[i] }
+        for i in 0..<train.count { labels[i] = train.labels[i] }
+        for i in 0..<test.count { labels[train.count + i] = test.labels[i] }
         gate.initialise(random: &random)
     }
 

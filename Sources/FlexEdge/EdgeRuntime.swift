@@ -18,6 +18,6 @@ public final class EdgeRuntime {
         do throws(ArenaError) { arena = try Arena(capacity: plan.book.total) } catch { throw .arena(error) }
         self.arena = arena
         workspace = try RoundWorkspace(plan: plan, arena: arena)
-        device = try DeviceState(plan: plan, shard: shard, arena: arena, random: &random)
+        device = try DeviceState(plan: plan, train: shard.train, test: shard.test, arena: arena, random: &random)
     }
 }

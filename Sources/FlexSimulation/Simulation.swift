@@ -296,9 +296,7 @@ public final class Simulation {
             let arena = try Arena(capacity: DevicePlan.deviceBook(config: model, storage: s.storage, slots: kc,
                                                                  samples: dev.train.dataset.count + dev.test.dataset.count).total)
             var random = FlexRandom(seed: seed &+ UInt64(c))
-            let shard = ClientShard(client: c, train: dev.train.dataset.subset(Array(0..<dev.train.dataset.count)),
-                                    test: dev.test.dataset.subset(Array(0..<dev.test.dataset.count)))
-            let state = try DeviceState(plan: plan, shard: shard, arena: arena, random: &random)
+            let state = try DeviceState(plan: plan, train: dev.train.dataset, test: dev.test.dataset, arena: arena, random: &random)
             sims.append(SimDevice(clientId: reply!.clientId, identity: identity, state: state, random: random))
         }
         // Workers: one round workspace each (trainer and buffers for the largest k_c), set up from the
