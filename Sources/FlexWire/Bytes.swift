@@ -149,6 +149,14 @@ public struct ByteWriter {
         for (i, b) in source.enumerated() { base[at + i] = b }
     }
 
+    /// Copies `source` to the start of `space` and returns its length: the part callback of a frame
+    /// writer when the parts are already encoded (host code building a frame from arrays).
+    public static func copy(_ source: [UInt8], into space: UnsafeMutableRawBufferPointer) throws(WireError) -> Int {
+        var w = ByteWriter(space)
+        try w.bytes(source)
+        return w.offset
+    }
+
     /// Writes `count` zero bytes and returns where they start: room for a field to back-patch.
     @discardableResult
     public mutating func reserve(_ count: Int) throws(WireError) -> Int {

@@ -31,9 +31,7 @@ public enum CheckpointFrame {
         do throws(WireError) {
             return try ByteWriter.array(capacity: size) { w throws(WireError) in
                 try write(round: round, partCount: parts.count, to: &w) { i, space throws(WireError) in
-                    var p = ByteWriter(space)
-                    try p.bytes(parts[i])
-                    return p.offset
+                    try ByteWriter.copy(parts[i], into: space)
                 }
             }
         } catch {

@@ -196,9 +196,7 @@ public enum ReportFrame {
         do throws(WireError) {
             return try ByteWriter.array(capacity: size) { w throws(WireError) in
                 try write(fields: fields, containerCount: containers.count, to: &w) { i, space throws(WireError) in
-                    var c = ByteWriter(space)
-                    try c.bytes(containers[i])
-                    return c.offset
+                    try ByteWriter.copy(containers[i], into: space)
                 }
             }
         } catch {
