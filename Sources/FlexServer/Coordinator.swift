@@ -66,8 +66,8 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Counts a refused request once, by its error code.
     public func count(_ e: ProtocolError) {
-        registry.makeCounter(name: "flexmoe_rejected_total", labels: [("reason", e.code)],
-                             help: "Rejected requests by reason.").increment()
+        registry.makeCounter(descriptor: Self.metric("rejected_total", "Rejected requests by reason."),
+                             labels: [("reason", e.code)]).increment()
     }
 
     public func count(bytesIn i: Int, bytesOut o: Int) {
@@ -174,31 +174,36 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     /// `/metrics`: the registry's counters, with the gauges set from the machine at scrape time.
+    /// The name `flexmoe_<name>` with its help text.
+    static func metric(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "flexmoe", metricName: name, unitName: "", helpText: help)
+    }
+
     public func metricsText() -> [UInt8] {
         lock.withLock {
             let s = machine.status()
             func gauge(_ name: String, _ help: String, _ value: Double, labels: [(String, String)] = []) {
-                registry.makeGauge(name: name, labels: labels, help: help).set(value)
+                registry.makeGauge(descriptor: Self.metric(name, help), labels: labels).set(value)
             }
             if machine.completedRound > reportedCompleted {
-                registry.makeCounter(name: "flexmoe_rounds_completed", help: "Rounds completed.")
+                registry.makeCounter(descriptor: Self.metric("rounds_completed", "Rounds completed."), labels: [])
                     .increment(by: Int64(machine.completedRound - reportedCompleted))
                 reportedCompleted = machine.completedRound
             }
-            gauge("flexmoe_round", "Current round number.", Double(s.round))
-            gauge("flexmoe_round_open", "1 while a round accepts reports.", machine.phase == .open ? 1 : 0)
-            gauge("flexmoe_round_duration_seconds", "Duration of the last completed round.", s.lastRound?.durationSeconds ?? 0)
-            gauge("flexmoe_clients_registered", "Registered clients.", Double(s.clients))
-            gauge("flexmoe_clients_active", "Clients taking part in rounds.", Double(s.active))
-            gauge("flexmoe_clients_reporting", "Clients that reported in the current round.", Double(s.reported))
-            gauge("flexmoe_clients_dropped", "Assigned clients that missed a deadline, since start.", Double(machine.droppedTotal))
-            gauge("flexmoe_bytes_in", "Request bytes received since start.", Double(bytesIn))
-            gauge("flexmoe_bytes_out", "Response bytes sent since start.", Double(bytesOut))
+            gauge("round", "Current round number.", Double(s.round))
+            gauge("round_open", "1 while a round accepts reports.", machine.phase == .open ? 1 : 0)
+            gauge("round_duration_seconds", "Duration of the last completed round.", s.lastRound?.durationSeconds ?? 0)
+            gauge("clients_registered", "Registered clients.", Double(s.clients))
+            gauge("clients_active", "Clients taking part in rounds.", Double(s.active))
+            gauge("clients_reporting", "Clients that reported in the current round.", Double(s.reported))
+            gauge("clients_dropped", "Assigned clients that missed a deadline, since start.", Double(machine.droppedTotal))
+            gauge("bytes_in", "Request bytes received since start.", Double(bytesIn))
+            gauge("bytes_out", "Response bytes sent since start.", Double(bytesOut))
             for (e, load) in s.expertLoad.enumerated() {
-                gauge("flexmoe_expert_load", "Assigned load (samples) per expert in the current or last round.", Double(load),
+                gauge("expert_load", "Assigned load (samples) per expert in the current or last round.", Double(load),
                       labels: [("expert", String(e))])
             }
-            gauge("flexmoe_expert_load_cv", "Coefficient of variation of the expert load.", s.loadCV)
+            gauge("expert_load_cv", "Coefficient of variation of the expert load.", s.loadCV)
             var out: [UInt8] = []
             registry.emit(into: &out)
             return out
