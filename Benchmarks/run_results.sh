@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-results-out}
 swift build -c release --scratch-path .build-sim-release --product flexmoe-server
 BIN=.build-sim-release/release/flexmoe-server
+mkdir -p Benchmarks/data
 [ -f Benchmarks/data/digits.csv ] || python3 Benchmarks/make_digits_csv.py Benchmarks/data/digits.csv
 
 run() {  # name, then simulate flags
