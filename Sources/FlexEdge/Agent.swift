@@ -38,6 +38,9 @@ public final class EdgeAgent {
     var settings = ServerSettings()
     var lastRound = -1
     var roundsTrained = 0
+    /// The server pools feature statistics before its first round: send ours (after registering, and
+    /// again whenever a round message says it is still pending, e.g. after a server restart).
+    var normalizationPending = false
     var random: FlexRandom
     let log: (String) -> Void
 
@@ -87,9 +90,19 @@ public final class EdgeAgent {
         csys_install_stop_handlers()
         try withRetries("register") { () throws(EdgeError) in try self.register() }
         while !stopRequested() {
+            if normalizationPending {
+                try withRetries("send feature statistics") { () throws(EdgeError) in try self.sendFeatureStats() }
+                normalizationPending = false
+            }
             if let limit = options.rounds, roundsTrained >= limit { break }
             let round = try withRetries("poll round") { () throws(EdgeError) -> RoundMessage in try self.pollRound() }
             if round.phase == .finished { log("training finished (server)"); break }
+            if !round.normalizationReady {
+                // Still pooling: sending ours again is harmless (only the first accepted copy counts)
+                // and covers a server that restarted before freezing.
+                normalizationPending = true
+                continue
+            }
             let number = round.round
             guard round.phase == .open, number > lastRound else { continue }
             if round.assigned.isEmpty {
@@ -137,6 +150,7 @@ public final class EdgeAgent {
                 let r = try RegisterReply(reply)
                 clientId = r.clientId
                 s = ServerSettings(r)
+                normalizationPending = !r.normalizationReady
             } catch {
                 throw .protocolViolation("register reply: \(error.message)")
             }
@@ -152,6 +166,16 @@ public final class EdgeAgent {
             runtime = nil
         }
         throw .protocolViolation("the server's settings changed twice during registration")
+    }
+
+    /// `POST /v1/stats`: the statistics of the local training data (docs/PROTOCOL.md).
+    func sendFeatureStats() throws(EdgeError) {
+        guard let rt = runtime else { throw .protocolViolation("no runtime") }
+        let n = try rt.workspace.writeFeatureStats(of: rt.device)
+        let r = try client.send("POST", "/v1/stats?client=\(clientId)",
+                                body: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(rt.workspace.report)[0..<n]),
+                                contentType: "application/octet-stream", into: rt.workspace.download)
+        if r.status != 200 { throw .http(status: r.status, message: errorMessage(rt, r)) }
     }
 
     func pollRound() throws(EdgeError) -> RoundMessage {
@@ -172,6 +196,7 @@ public final class EdgeAgent {
             switch part {
             case .extractor: path = "/v1/extractor?" + query
             case .expert(let e): path = "/v1/experts/\(e)?" + query
+            case .normalization: path = "/v1/normalization?client=\(clientId)"
             }
             let r = try get(path)
             down += r.bytesReceived; up += r.bytesSent

@@ -95,8 +95,13 @@ public struct DevicePlan: Equatable {
     /// scratch (one part's quantised delta and its shuffle scratch, or the extractor decoded in the
     /// storage dtype), delta scratch (the largest fp32 tensor).
     static func networkBuffers(_ c: MoEConfig, storage: DType, update: DType, kc: Int) -> [Int] {
-        let scratch = max(2 * largestPart(c, [update]), payloadBytes(shapes: c.extractorShapes, storage))
-        return [maxDownload(c, storage) + 1024, maxReport(c, kc: kc, update), scratch, 4 * largestTensor(c)]
+        // The feature statistics (3 × d fp32) go up through the scratch and the report buffer, the
+        // normalization (2 × d fp32) comes down through the download buffer.
+        let stats = Shape(rows: 3, cols: c.inputDim), normalization = Shape(rows: 2, cols: c.inputDim)
+        let scratch = max(2 * largestPart(c, [update]), payloadBytes(shapes: c.extractorShapes, storage), 2 * 4 * stats.count)
+        let download = max(maxDownload(c, storage), containerBound(shapes: [normalization], .fp32))
+        let report = max(maxReport(c, kc: kc, update), containerBound(shapes: [stats], .fp32))
+        return [download + 1024, report, scratch, 4 * largestTensor(c)]
     }
 
     /// Derives the largest k_c (then the largest batch, then warm slots) that fit `budget`.

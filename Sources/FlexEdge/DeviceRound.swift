@@ -11,6 +11,8 @@ public enum DeviceRound {
     public enum Part: Equatable {
         case extractor
         case expert(Int)
+        /// The pooled feature normalization (fetched once, before the first round is trained).
+        case normalization
     }
 
     /// What a round produced: the report fields (also written, with the deltas, into
@@ -36,6 +38,14 @@ public enum DeviceRound {
             throw .protocolViolation("assignment \(assigned) does not fit this device (k_c \(min(trainer.capacity, device.cache.slotCount)))")
         }
         let hitsBefore = device.cache.counters.hits, missesBefore = device.cache.counters.misses
+
+        // Inputs are standardised with the federation's statistics before anything is trained.
+        if !device.standardised {
+            guard let n = try fetch(.normalization, nil) else {
+                throw .protocolViolation("the server answered 304 for the normalization")
+            }
+            try workspace.applyNormalization(containerBytes: n, to: device)
+        }
 
         // Extractor: download unless both the device and the trainer hold the round's version; either
         // way training starts from the downloaded value.

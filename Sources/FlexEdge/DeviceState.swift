@@ -17,6 +17,8 @@ public final class DeviceState {
     public let trainCount: Int
     /// The extractor version this device holds (nil before its first download).
     public var extractorVersion: UInt64?
+    /// Whether the data has been standardised with the server's pooled normalization (done once).
+    public private(set) var standardised = false
 
     /// Copies the local data (`train`, then the held-out `test` rows) into the arena.
     public init(plan: DevicePlan, train: borrowing Dataset, test: borrowing Dataset, arena: Arena,
@@ -48,6 +50,34 @@ public final class DeviceState {
         for i in 0..<train.count { labels[i] = train.labels[i] }
         for i in 0..<test.count { labels[train.count + i] = test.labels[i] }
         gate.initialise(random: &random)
+    }
+
+    /// The statistics of the training rows, per feature, as the protocol sends them (docs/PROTOCOL.md
+    /// `POST /v1/stats`): `out` receives 3 × d floats, row 0 the count, row 1 the mean, row 2 the
+    /// population standard deviation. Two passes per feature in fp64; no memory beyond `out`.
+    public func writeFeatureStats(into out: UnsafeMutablePointer<Float>) {
+        let d = features.shape.cols, n = trainCount
+        let x = features.ptr
+        for j in 0..<d {
+            var sum = 0.0
+            for i in 0..<n { sum += Double(x[i * d + j]) }
+            let mean = n > 0 ? sum / Double(n) : 0
+            var m2 = 0.0
+            for i in 0..<n { let e = Double(x[i * d + j]) - mean; m2 += e * e }
+            out[j] = Float(n)
+            out[d + j] = Float(mean)
+            out[2 * d + j] = Float(n > 0 ? (m2 / Double(n)).squareRoot() : 0)
+        }
+    }
+
+    /// Standardises every row (training and held out) in place: x ← (x − mean) / std, per feature.
+    public func standardise(mean: UnsafePointer<Float>, std: UnsafePointer<Float>) {
+        let d = features.shape.cols, rows = labels.count
+        let x = features.ptr
+        for i in 0..<rows {
+            for j in 0..<d { x[i * d + j] = (x[i * d + j] - mean[j]) / std[j] }
+        }
+        standardised = true
     }
 
     /// Samples held out for the local test.

@@ -42,8 +42,9 @@ public final class RoundWorkspace {
         }
     }
 
-    /// Verifies and decodes the container of `bodyLength` bytes in the download buffer into `destination`.
-    public func decodeContainer(bodyLength: Int, kind: PartKind, expert: Int?, shapes: [Shape],
+    /// Verifies and decodes the container of `bodyLength` bytes in the download buffer into `destination`
+    /// (its tensors must be in `dtype`, by default the device's storage dtype).
+    public func decodeContainer(bodyLength: Int, kind: PartKind, expert: Int?, shapes: [Shape], dtype: DType? = nil,
                                 into destination: UnsafeMutableRawBufferPointer) throws(EdgeError) {
         let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(download)[0..<bodyLength])
         let header: ContainerHeader
@@ -53,7 +54,7 @@ public final class RoundWorkspace {
             throw .protocolViolation("bad container from the server: \(error.message)")
         }
         if header.kind != kind || header.expertId.map({ Int($0) }) != expert || header.tensors.map({ $0.shape }) != shapes
-            || header.tensors.contains(where: { $0.dtype != plan.storage }) {
+            || header.tensors.contains(where: { $0.dtype != (dtype ?? plan.storage) }) {
             throw .protocolViolation("the server sent a container of another kind, expert, shape or dtype")
         }
         do throws(WireError) {
@@ -78,6 +79,38 @@ public final class RoundWorkspace {
             offset += n
         }
         extractorVersion = version
+    }
+
+    /// Writes the device's feature statistics (`POST /v1/stats`, a `featureStats` container) into the
+    /// report buffer; returns its length.
+    public func writeFeatureStats(of device: DeviceState) throws(EdgeError) -> Int {
+        let d = plan.config.inputDim
+        let shape = Shape(rows: 3, cols: d)
+        let payload = encodeScratch.baseAddress!.assumingMemoryBound(to: Float.self)
+        device.writeFeatureStats(into: payload)
+        let bytes = 12 * d
+        do throws(WireError) {
+            return try Container.encode(kind: .featureStats, expertId: nil, modelVersion: 0,
+                                        tensors: [TensorEntry(dtype: .fp32, shape: shape)],
+                                        payload: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(encodeScratch)[0..<bytes]),
+                                        codec: .zstd, compressor: compressor,
+                                        scratch: UnsafeMutableRawBufferPointer(rebasing: encodeScratch[bytes...]), into: report)
+        } catch {
+            throw .protocolViolation("encoding the feature statistics: \(error.message)")
+        }
+    }
+
+    /// Decodes the server's `normalization` container in the download buffer and standardises the
+    /// device's data with it (once).
+    public func applyNormalization(containerBytes: Int, to device: DeviceState) throws(EdgeError) {
+        let d = plan.config.inputDim
+        try decodeContainer(bodyLength: containerBytes, kind: .normalization, expert: nil, shapes: [Shape(rows: 2, cols: d)],
+                            dtype: .fp32, into: UnsafeMutableRawBufferPointer(rebasing: encodeScratch[0..<(8 * d)]))
+        let values = encodeScratch.baseAddress!.assumingMemoryBound(to: Float.self)
+        for j in 0..<d where !(values[j].isFinite && values[d + j].isFinite && values[d + j] > 0) {
+            throw .protocolViolation("the server's normalization of feature \(j) is not usable")
+        }
+        device.standardise(mean: values, std: values + d)
     }
 
     /// Dequantises a cached expert (checksum verified first) into trainer slot `trainerSlot`.

@@ -33,6 +33,9 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     // aggregation
     public var expertWeighting = ExpertWeighting.usage
     public var clipNorm = 0.0
+    /// Standardise inputs with statistics pooled from the devices (docs/PROTOCOL.md); false hands out
+    /// the identity (mean 0, std 1) without waiting for statistics.
+    public var standardizeInputs = true
     public var storageDType = DType.int8Block
     public var updateDType = DType.int8Block
     public var maxReportBytes = 0
@@ -52,7 +55,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         case rounds, minClients = "min_clients", roundDeadline = "round_deadline_s", localEpochs = "local_epochs", batch
         case learningRate = "learning_rate", momentum, gradientClip = "gradient_clip"
         case beta, alphaLoss = "alpha_loss", epsilon, fitness, solver
-        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", storageDType = "storage_dtype"
+        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", storageDType = "storage_dtype"
         case updateDType = "update_dtype", maxReportBytes = "max_report_bytes"
         case listenHost = "listen_host", port, stateDir = "state_dir", tokenFile = "token_file"
         case keepCheckpoints = "keep_checkpoints", seed, maxStrikes = "max_strikes"
@@ -145,6 +148,12 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         try one(.solver, &solver, [SolverKind.flex, .greedy, .random, .roundRobin, .exact].map { ($0.rawValue, $0) })
         try one(.expertWeighting, &expertWeighting, ExpertWeighting.allCases.map { ($0.rawValue, $0) })
         try real(.clipNorm, &clipNorm)
+        if c.contains(.standardizeInputs) {
+            guard let b = try? c.decode(Bool.self, forKey: .standardizeInputs) else {
+                throw ServerError.config("'standardize_inputs' must be true or false")
+            }
+            standardizeInputs = b
+        }
         let dtypes = DType.allCases.map { ($0.name, $0) }
         try one(.storageDType, &storageDType, dtypes); try one(.updateDType, &updateDType, dtypes)
         try int(.maxReportBytes, &maxReportBytes)

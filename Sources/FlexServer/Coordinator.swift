@@ -98,6 +98,30 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
+    /// `POST /v1/stats` (docs/PROTOCOL.md): a device's feature statistics.
+    public func stats(_ id: Identity, body: [UInt8]) throws(ProtocolError) -> [UInt8] {
+        try mutate { () throws(ProtocolError) -> Void in
+            let c = try machine.client(id, named: nil)
+            try body.withUnsafeBytes { b in
+                Result { () throws(ProtocolError) in try machine.receiveStats(client: c, body: b, decompressor: ZstdDecompressor()) }
+            }.get()
+        }
+        var m = SmallMessage()
+        m.set("accepted", 1)
+        return m.encoded()
+    }
+
+    /// The body limit of `POST /v1/stats`: one container of 3 × d fp32 values.
+    public var statsLimit: Int { Container.maxEncodedSize(payloadBytes: 12 * config.inputDim, tensorCount: 1) }
+
+    /// `GET /v1/normalization`: the frozen normalization (503 while it is pooled).
+    public func normalization(_ id: Identity) throws(ProtocolError) -> [UInt8] {
+        try locked { () throws(ProtocolError) in
+            _ = try machine.client(id, named: nil)
+            return try machine.normalizationContainer()
+        }
+    }
+
     /// The body limit of a report from this identity (413 before the body is read).
     public func reportLimit(_ id: Identity) -> Int {
         lock.withLock { machine.reportLimit(client: machine.clientId(of: id)) }

@@ -85,6 +85,8 @@ enum Route {
     case register
     case round(client: Int?, wait: Int, after: Int?)
     case extractor(have: UInt64?)
+    case stats
+    case normalization
     case expert(Int, have: UInt64?)
     case report(round: Int)
     case status
@@ -92,7 +94,7 @@ enum Route {
 
     var method: HTTPMethod {
         switch self {
-        case .register, .report: .POST
+        case .register, .report, .stats: .POST
         default: .GET
         }
     }
@@ -130,6 +132,8 @@ enum Route {
             return .round(client: try int("client", 0...Int(Int32.max)), wait: try int("wait", 0...60) ?? 0,
                           after: try int("after", 0...Int(Int32.max)))
         case "/v1/extractor": return .extractor(have: try version())
+        case "/v1/stats": return .stats
+        case "/v1/normalization": return .normalization
         case "/v1/status": return .status
         case "/metrics": return .metrics
         default: break
@@ -218,6 +222,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch r {
         case .register: limit = FlexHTTPServer.registerLimit
         case .report: limit = coordinator.reportLimit(identity!)
+        case .stats: limit = coordinator.statsLimit
         default: limit = 0
         }
         if r.method == .GET && length != 0 { throw .badRequest("a GET request has no body (Content-Length must be 0)") }
@@ -258,6 +263,13 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 } else {
                     respond(context: context, status: .ok, body: try coordinator.roundMessage(id, named: client), keepAlive: keepAlive)
                 }
+            case .stats:
+                let b = try coordinator.stats(identity!, body: body)
+                respond(context: context, status: .ok, body: b, keepAlive: keepAlive)
+            case .normalization:
+                let b = try coordinator.normalization(identity!)
+                respond(context: context, status: .ok, contentType: "application/octet-stream", body: b, keepAlive: keepAlive,
+                        etag: "\"n\"")
             case .extractor(let have), .expert(_, let have):
                 var expert: Int? = nil
                 if case .expert(let e, _) = r { expert = e }

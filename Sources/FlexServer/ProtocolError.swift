@@ -15,6 +15,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
     case headerTooLarge(String)
     case invalidUpdate(String)
     case notReady(String)
+    case upgradeRequired(String)
 
     public var status: Int {
         switch self {
@@ -28,6 +29,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .headerTooLarge: 431
         case .invalidUpdate: 422
         case .notReady: 503
+        case .upgradeRequired: 426
         }
     }
 
@@ -45,6 +47,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .tooLarge, .headerTooLarge: "too_large"
         case .invalidUpdate: "invalid_update"
         case .notReady: "not_ready"
+        case .upgradeRequired: "upgrade_required"
         }
     }
 
@@ -52,7 +55,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         switch self {
         case .badRequest(let m), .unauthorized(let m), .forbidden(let m), .notFound(let m),
              .methodNotAllowed(let m), .staleVersion(let m), .duplicate(let m), .notAssigned(let m),
-             .roundClosed(let m), .tooLarge(let m), .headerTooLarge(let m), .invalidUpdate(let m), .notReady(let m):
+             .roundClosed(let m), .tooLarge(let m), .headerTooLarge(let m), .invalidUpdate(let m), .notReady(let m), .upgradeRequired(let m):
             return m
         }
     }

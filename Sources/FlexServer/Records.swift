@@ -73,6 +73,52 @@ public struct PersistedState: Sendable, Equatable, Codable {
     }
 }
 
+/// The frozen feature normalization (docs/PROTOCOL.md, federated standardisation): `normalization.json`.
+public struct Normalization: Codable, Sendable, Equatable {
+    /// Devices whose statistics were pooled, and their samples.
+    public var devices: Int
+    public var samples: Int
+    public var mean: [Float]
+    public var std: [Float]
+}
+
+/// Feature statistics pooled from devices in fp64 (Chan et al.'s parallel update of n, mean, M2).
+public struct FeatureStatsPool: Sendable, Equatable {
+    public private(set) var count = 0.0
+    public private(set) var mean: [Double]
+    public private(set) var m2: [Double]
+    public private(set) var devices = 0
+
+    public init(features: Int) {
+        mean = [Double](repeating: 0, count: features)
+        m2 = [Double](repeating: 0, count: features)
+    }
+
+    /// Adds one device's n, per-feature mean and population standard deviation.
+    public mutating func add(count n: Double, mean m: [Float], std s: [Float]) {
+        let total = count + n
+        for j in 0..<mean.count {
+            let delta = Double(m[j]) - mean[j]
+            let deviceM2 = n * Double(s[j]) * Double(s[j])
+            mean[j] += delta * n / total
+            m2[j] += deviceM2 + delta * delta * count * n / total
+        }
+        count = total
+        devices += 1
+    }
+
+    /// The normalization: mean and population standard deviation; a σ below 1e-6 · max(1, |μ|) is
+    /// taken as 1 (a constant feature becomes 0).
+    public func normalization() -> Normalization {
+        var std = [Float](repeating: 1, count: mean.count)
+        for j in 0..<mean.count {
+            let s = count > 0 ? (m2[j] / count).squareRoot() : 0
+            if s >= 1e-6 * max(1, abs(mean[j])) { std[j] = Float(s) }
+        }
+        return Normalization(devices: devices, samples: Int(count), mean: mean.map { Float($0) }, std: std)
+    }
+}
+
 /// `GET /v1/status`.
 public struct ServerStatus: Codable, Sendable, Equatable {
     public var round: Int

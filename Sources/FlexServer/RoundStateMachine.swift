@@ -44,6 +44,12 @@ public final class RoundStateMachine {
     var roundLoss = 0.0, roundAccuracy = 0.0
     var roundTestAccuracy = 0.0, roundTestReports = 0
 
+    // federated standardisation (docs/PROTOCOL.md): pooled until the first round opens, then frozen
+    var statsPool: FeatureStatsPool
+    var statsFrom = Set<Int>()
+    public private(set) var normalization: Normalization?
+    var normalizationBytes: [UInt8]?
+
     /// Encoded downloads of the current model, by ETag and dtype (dropped when the model changes).
     var containers: [String: [UInt8]] = [:]
     public private(set) var lastRound: RoundRecord?
@@ -58,6 +64,11 @@ public final class RoundStateMachine {
         planner = RoundPlanner(experts: config.experts, beta: Float(config.beta), epsilon: config.epsilon,
                                solver: config.solver, seed: config.seed)
         aggregator = StreamingAggregator(config: config.model, clipNorm: config.clipNorm)
+        statsPool = FeatureStatsPool(features: config.inputDim)
+        normalization = try store.loadNormalization()
+        if let n = normalization, n.mean.count != config.inputDim {
+            throw ServerError.storage("normalization.json has \(n.mean.count) features, the model \(config.inputDim)")
+        }
         if let (s, m) = try store.load(config: config) {
             model = m
             completedRound = s.completedRound
@@ -100,6 +111,10 @@ public final class RoundStateMachine {
 
     /// Registers (or updates) the device of `id`; it takes part from the next round that opens.
     public func register(_ id: Identity, _ r: RegisterRequest, now: Double) throws(ProtocolError) -> RegisterReply {
+        guard r.protocolVersion == protocolVersion else {
+            throw .upgradeRequired("this server speaks protocol \(protocolVersion) (federated input standardisation); "
+                                   + "the device speaks \(r.protocolVersion): update flexmoe-edge")
+        }
         guard !r.board.contains("\t") else { throw .badRequest("board name holds a tab") }
         let cid = byHash[id.hash] ?? ((clients.keys.max() ?? 0) + 1)
         let rec = ClientRecord(id: cid, tokenHash: id.hash, name: id.name, kc: r.kc, samples: r.samples, storage: r.storage.name,
@@ -118,7 +133,8 @@ public final class RoundStateMachine {
         return RegisterReply(clientId: cid, round: round, inputDim: c.inputDim, hidden: c.hidden, expertHidden: c.expertHidden,
                              classes: c.classes, experts: c.experts, topK: c.topK, localEpochs: c.localEpochs, batch: c.batch,
                              learningRate: c.learningRate, momentum: c.momentum, gradientClip: c.gradientClip,
-                             fitness: c.fitness, alphaLoss: c.alphaLoss, updateDType: c.update)
+                             fitness: c.fitness, alphaLoss: c.alphaLoss, updateDType: c.update,
+                             normalizationReady: normalization != nil)
     }
 
     func markActive(_ c: Int) {
@@ -135,7 +151,54 @@ public final class RoundStateMachine {
         return RoundMessage(round: round, phase: phase, assigned: mine,
                             extractorVersion: phase == .open ? roundExtractorVersion : model.extractorVersion,
                             expertVersions: mine.map { roundExpertVersions[$0] }, deadlineMilliseconds: left,
-                            totalRounds: config.rounds)
+                            totalRounds: config.rounds, normalizationReady: normalization != nil)
+    }
+
+    // MARK: federated standardisation
+
+    /// `POST /v1/stats`: pools a device's feature statistics (its first accepted copy; later ones
+    /// and any after the normalization froze are ignored). 422 for values outside the protocol's limits.
+    public func receiveStats(client c: Int, body: UnsafeRawBufferPointer,
+                             decompressor: borrowing ZstdDecompressor) throws(ProtocolError) {
+        let d = config.inputDim
+        let values = try GlobalModel.decode(body, shapes: [Shape(rows: 3, cols: d)], kinds: [.featureStats],
+                                            decompressor: decompressor).values
+        let n = values[0]
+        guard n >= 1, n == n.rounded(), values[0..<d].allSatisfy({ $0 == n }) else {
+            throw .invalidUpdate("the sample count must be one whole number ≥ 1 for every feature")
+        }
+        guard Int(n) <= clients[c]?.samples ?? 0 else {
+            throw .invalidUpdate("statistics of \(Int(n)) samples, the device registered \(clients[c]?.samples ?? 0)")
+        }
+        guard values[(2 * d)...].allSatisfy({ $0 >= 0 }) else { throw .invalidUpdate("a negative standard deviation") }
+        markActive(c)
+        if normalization != nil || statsFrom.contains(c) { return }
+        statsPool.add(count: Double(n), mean: Array(values[d..<(2 * d)]), std: Array(values[(2 * d)...]))
+        statsFrom.insert(c)
+    }
+
+    /// `GET /v1/normalization`: the frozen normalization as a container (503 until the first round opens).
+    public func normalizationContainer() throws(ProtocolError) -> [UInt8] {
+        if let b = normalizationBytes { return b }
+        guard let n = normalization else { throw .notReady("the normalization is pooled until the first round opens") }
+        let b = GlobalModel.encode(n.mean + n.std, shapes: [Shape(rows: 2, cols: config.inputDim)], kind: .normalization,
+                                   expertId: nil, version: 0, dtype: .fp32)
+        normalizationBytes = b
+        return b
+    }
+
+    /// Freezes the pooled statistics (durably: they never change afterwards).
+    func freezeNormalization() -> Bool {
+        let d = config.inputDim
+        let n = config.standardizeInputs ? statsPool.normalization()
+            : Normalization(devices: 0, samples: 0, mean: [Float](repeating: 0, count: d), std: [Float](repeating: 1, count: d))
+        do { try store.saveNormalization(n) } catch {
+            logger.error("could not persist the normalization: \(error)")
+            return false
+        }
+        normalization = n
+        logger.info("normalization frozen", metadata: ["devices": "\(n.devices)", "samples": "\(n.samples)"])
+        return true
     }
 
     /// A download: (ETag, container) or (ETag, nil) when the device holds the current version (304).
@@ -240,6 +303,11 @@ public final class RoundStateMachine {
 
     func openRoundIfReady(now: Double) {
         guard phase == .waiting, completedRound < config.rounds, active.count >= config.minClients else { return }
+        if normalization == nil {
+            // The first round waits for the statistics of min_clients active devices.
+            let pooled = statsFrom.intersection(active).count >= config.minClients
+            guard pooled || !config.standardizeInputs, freezeNormalization() else { return }
+        }
         let ids = active.sorted()
         let E = config.experts
         let capacity = ids.map { min(clients[$0]?.kc ?? 1, E) }

@@ -112,6 +112,9 @@ public protocol RoundStore: Sendable {
     func appendClient(_ c: ClientRecord) throws
     /// Saves a completed round (model, state, record) before the round counts as completed.
     func saveRound(model: GlobalModel, state: PersistedState, record: RoundRecord) throws
+    /// The frozen feature normalization, saved once before the first round opens.
+    func loadNormalization() throws -> Normalization?
+    func saveNormalization(_ n: Normalization) throws
 }
 
 /// A store that keeps nothing: for in-process simulations, which restart from scratch.
@@ -121,6 +124,8 @@ public struct TransientStore: RoundStore {
     public func loadClients() -> [ClientRecord] { [] }
     public func appendClient(_ c: ClientRecord) throws {}
     public func saveRound(model: GlobalModel, state: PersistedState, record: RoundRecord) throws {}
+    public func loadNormalization() throws -> Normalization? { nil }
+    public func saveNormalization(_ n: Normalization) throws {}
 }
 
 /// The state directory.
@@ -162,6 +167,17 @@ public struct StateStore: RoundStore {
         let (model, round) = try GlobalModel.load(checkpoint: ck, config: config.model)
         guard round == UInt64(s.completedRound) else { throw ServerError.storage("\(s.checkpoint) is round \(round), state.json says \(s.completedRound)") }
         return (s, model)
+    }
+
+    public func loadNormalization() throws -> Normalization? {
+        guard let b = DurableFile.read(dir + "/normalization.json") else { return nil }
+        do { return try RecordJSON.decode(Normalization.self, from: b) } catch {
+            throw ServerError.storage("normalization.json is malformed: \(error)")
+        }
+    }
+
+    public func saveNormalization(_ n: Normalization) throws {
+        try DurableFile.writeAtomically(RecordJSON.encode(n), to: dir + "/normalization.json")
     }
 
     public func appendClient(_ c: ClientRecord) throws { try DurableFile.append(Array(c.line.utf8), to: clientsPath) }

@@ -158,12 +158,20 @@ public final class ProtocolClient {
 
     // MARK: protocol steps
 
+    /// Registers as a protocol-2 device and, when that succeeds, sends feature statistics of
+    /// `samples` samples over `inputDim` features (mean 0, standard deviation 1: the normalization
+    /// then changes nothing), as a device does before the first round. Returns the register answer.
     public func register(kc: Int, samples: Int, storage: String = "int8-block", board: String = "host",
-                         memoryBudget: Int = 50_331_648, maxBatch: Int = 32) throws -> Response {
-        var m = SmallMessage()
-        m.set("memory_budget", memoryBudget); m.set("kc", kc); m.set("storage", storage); m.set("board", board)
-        m.set("samples", samples); m.set("max_batch", maxBatch)
-        return try request("POST", "/v1/register", body: m.encoded())
+                         memoryBudget: Int = 50_331_648, maxBatch: Int = 32, inputDim: Int = 60) throws -> Response {
+        guard let dtype = DType.named(storage) else { throw ClientError.io("unknown storage dtype \(storage)") }
+        let request = RegisterRequest(memoryBudget: memoryBudget, kc: kc, storage: dtype, board: board, samples: samples,
+                                      maxBatch: maxBatch)
+        let r = try self.request("POST", "/v1/register", body: request.message().encoded())
+        if r.status == 200 {
+            let stats = try self.request("POST", "/v1/stats", body: ReportBuilder.featureStats(samples: samples, features: inputDim))
+            guard stats.status == 200 else { throw ClientError.io("POST /v1/stats answered \(stats.status)") }
+        }
+        return r
     }
 
     public func round(client: Int, wait: Int = 0, after: Int? = nil) throws -> Response {
@@ -191,6 +199,14 @@ public struct ReportBuilder {
         var v = [Float](repeating: 0, count: n)
         for i in 0..<n { v[i] = value ?? scale * Float(random.nextGaussian()) }
         return GlobalModel.encode(v, shapes: shapes, kind: kind, expertId: expert.map(UInt32.init), version: version, dtype: dtype)
+    }
+
+    /// A `featureStats` container: `samples` samples, every feature with mean `mean` and standard deviation `std`.
+    public static func featureStats(samples: Int, features d: Int, mean: Float = 0, std: Float = 1) -> [UInt8] {
+        let values = [Float](repeating: Float(samples), count: d) + [Float](repeating: mean, count: d)
+            + [Float](repeating: std, count: d)
+        return GlobalModel.encode(values, shapes: [Shape(rows: 3, cols: d)], kind: .featureStats, expertId: nil, version: 0,
+                                  dtype: .fp32)
     }
 
     public static func fields(client: Int, samples: Int, experts: [Int], usage: [Int]? = nil, fitness: [Double]? = nil) -> SmallMessage {

@@ -84,6 +84,8 @@ public struct SimulationSettings: Sendable {
     public var topK = 2
     public var epsilon = LoadBounds.defaultSlack
     public var beta = 0.3
+    /// Standardise inputs with statistics pooled from the devices (the server's `standardize_inputs`).
+    public var standardizeInputs = true
     /// Expert aggregation weight u[c][e] (true) or |D_c| (false).
     public var weightByUsage = true
     /// Dtype of the downloads (the edge's default storage) and of the uploaded deltas.
@@ -269,6 +271,7 @@ public final class Simulation {
         c.expertWeighting = s.weightByUsage ? .usage : .samples
         c.storageDType = s.storage
         c.updateDType = s.update
+        c.standardizeInputs = s.standardizeInputs
         c.seed = seed
         return c
     }
@@ -310,6 +313,16 @@ public final class Simulation {
                 config: model, storage: s.storage, update: s.update, kc: maxKc, batch: s.batch).total))
             ws.trainer.options = reply!.trainingOptions
             return ws
+        }
+
+        // Each device sends the statistics of its training data, as a device does before round 1.
+        for dev in sims {
+            let ws = workspaces[0]
+            let n = try ws.writeFeatureStats(of: dev.state)
+            try Result { () throws(ProtocolError) in
+                try machine.receiveStats(client: dev.clientId, body: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(ws.report)[0..<n]),
+                                         decompressor: ws.decompressor)
+            }.get()
         }
 
         var rounds: [SimulationRound] = []
@@ -398,11 +411,12 @@ final class RoundJob: @unchecked Sendable {
         let fetch = { (part: DeviceRound.Part, have: UInt64?) throws(EdgeError) -> Int? in
             let expert: Int?
             switch part {
-            case .extractor: expert = nil
+            case .extractor, .normalization: expert = nil
             case .expert(let e): expert = e
             }
             let answer = self.lock.withLock { () -> Result<(Bool, [UInt8]), ProtocolError> in
                 Result { () throws(ProtocolError) in
+                    if part == .normalization { return (true, try self.machine.normalizationContainer()) }
                     if let b = try self.machine.download(client: dev.clientId, expert: expert, have: have).body { return (true, b) }
                     return (false, try self.machine.download(client: dev.clientId, expert: expert, have: nil).body!)
                 }

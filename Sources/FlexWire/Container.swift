@@ -4,8 +4,11 @@ import FlexTensor
 public enum PartKind: UInt8, Sendable, CaseIterable {
     case expertWeights = 1, extractorWeights = 2, gateWeights = 3
     case expertDelta = 4, extractorDelta = 5, gateDelta = 6
+    /// Protocol 2, federated standardisation: a device's feature statistics (3 x d: n, mean, std) and
+    /// the pooled normalization the server hands out (2 x d: mean, std).
+    case featureStats = 7, normalization = 8
 
-    public var isDelta: Bool { rawValue >= 4 }
+    public var isDelta: Bool { self == .expertDelta || self == .extractorDelta || self == .gateDelta }
     public var isExpert: Bool { self == .expertWeights || self == .expertDelta }
 }
 

@@ -15,6 +15,9 @@ public enum RoundPhase: String, Sendable, CaseIterable {
     case waiting, open, finished
 }
 
+/// The protocol version this code speaks (docs/PROTOCOL.md); 2 added federated standardisation.
+public let protocolVersion = 2
+
 /// `POST /v1/register`: what the device can hold.
 public struct RegisterRequest: Equatable, Sendable {
     public var memoryBudget: Int
@@ -23,10 +26,13 @@ public struct RegisterRequest: Equatable, Sendable {
     public var board: String
     public var samples: Int
     public var maxBatch: Int
+    /// The device's protocol version (1 when the request does not say).
+    public var protocolVersion: Int
 
-    public init(memoryBudget: Int, kc: Int, storage: DType, board: String, samples: Int, maxBatch: Int) {
+    public init(memoryBudget: Int, kc: Int, storage: DType, board: String, samples: Int, maxBatch: Int,
+                protocolVersion: Int = FlexWire.protocolVersion) {
         self.memoryBudget = memoryBudget; self.kc = kc; self.storage = storage; self.board = board
-        self.samples = samples; self.maxBatch = maxBatch
+        self.samples = samples; self.maxBatch = maxBatch; self.protocolVersion = protocolVersion
     }
 
     public func message() -> SmallMessage {
@@ -37,6 +43,7 @@ public struct RegisterRequest: Equatable, Sendable {
         m.set("board", board)
         m.set("samples", samples)
         m.set("max_batch", maxBatch)
+        m.set("protocol", protocolVersion)
         return m
     }
 
@@ -51,6 +58,7 @@ public struct RegisterRequest: Equatable, Sendable {
         storage = dtype
         board = try m.string("board")
         if board.utf8.count > 64 { throw .badValue("board", "longer than 64 bytes") }
+        protocolVersion = m["protocol"] == nil ? 1 : try m.int("protocol", in: 1...1000)
     }
 }
 
@@ -72,14 +80,17 @@ public struct RegisterReply: Equatable, Sendable {
     public var fitness: FitnessKind
     public var alphaLoss: Double
     public var updateDType: DType
+    /// Whether the pooled feature normalization is frozen (else the device sends its statistics now).
+    public var normalizationReady: Bool
 
     public init(clientId: Int, round: Int, inputDim: Int, hidden: Int, expertHidden: Int, classes: Int, experts: Int,
                 topK: Int, localEpochs: Int, batch: Int, learningRate: Double, momentum: Double, gradientClip: Double,
-                fitness: FitnessKind, alphaLoss: Double, updateDType: DType) {
+                fitness: FitnessKind, alphaLoss: Double, updateDType: DType, normalizationReady: Bool) {
         self.clientId = clientId; self.round = round; self.inputDim = inputDim; self.hidden = hidden
         self.expertHidden = expertHidden; self.classes = classes; self.experts = experts; self.topK = topK
         self.localEpochs = localEpochs; self.batch = batch; self.learningRate = learningRate; self.momentum = momentum
         self.gradientClip = gradientClip; self.fitness = fitness; self.alphaLoss = alphaLoss; self.updateDType = updateDType
+        self.normalizationReady = normalizationReady
     }
 
     public func message() -> SmallMessage {
@@ -100,6 +111,7 @@ public struct RegisterReply: Equatable, Sendable {
         m.set("fitness", fitness.rawValue)
         m.set("alpha_loss", Format.real(alphaLoss))
         m.set("update_dtype", updateDType.name)
+        m.set("normalization", normalizationReady ? "ready" : "pending")
         return m
     }
 
@@ -125,6 +137,9 @@ public struct RegisterReply: Equatable, Sendable {
         let u = try m.string("update_dtype")
         guard let dtype = DType.named(u) else { throw .badValue("update_dtype", u) }
         updateDType = dtype
+        let n = try m.string("normalization")
+        guard n == "ready" || n == "pending" else { throw .badValue("normalization", n) }
+        normalizationReady = n == "ready"
     }
 }
 
@@ -138,11 +153,14 @@ public struct RoundMessage: Equatable, Sendable {
     public var expertVersions: [UInt64]
     public var deadlineMilliseconds: Int
     public var totalRounds: Int
+    /// Whether the pooled feature normalization is frozen (else devices send their statistics).
+    public var normalizationReady: Bool
 
     public init(round: Int, phase: RoundPhase, assigned: [Int], extractorVersion: UInt64, expertVersions: [UInt64],
-                deadlineMilliseconds: Int, totalRounds: Int) {
+                deadlineMilliseconds: Int, totalRounds: Int, normalizationReady: Bool) {
         self.round = round; self.phase = phase; self.assigned = assigned; self.extractorVersion = extractorVersion
         self.expertVersions = expertVersions; self.deadlineMilliseconds = deadlineMilliseconds; self.totalRounds = totalRounds
+        self.normalizationReady = normalizationReady
     }
 
     public func message() -> SmallMessage {
@@ -156,6 +174,7 @@ public struct RoundMessage: Equatable, Sendable {
         m.set("expert_versions", versions)
         m.set("deadline_ms", deadlineMilliseconds)
         m.set("total_rounds", totalRounds)
+        m.set("normalization", normalizationReady ? "ready" : "pending")
         return m
     }
 
@@ -174,6 +193,9 @@ public struct RoundMessage: Equatable, Sendable {
         }
         deadlineMilliseconds = try m.int("deadline_ms", in: 0...Int.max)
         totalRounds = try m.int("total_rounds", in: 0...Int(Int32.max))
+        let n = try m.string("normalization")
+        guard n == "ready" || n == "pending" else { throw .badValue("normalization", n) }
+        normalizationReady = n == "ready"
         if assigned.count != expertVersions.count { throw .badValue("expert_versions", "not one per assigned expert") }
         for (i, e) in assigned.enumerated() where e < 0 || assigned[..<i].contains(e) {
             throw .badValue("assigned", "expert \(e) negative or listed twice")

@@ -57,6 +57,8 @@ struct SimulateCommand: ParsableCommand {
     var updateDtype = "int8-block"
     @Option(help: "Expert aggregation weight: usage | samples.")
     var expertWeighting = "usage"
+    @Flag(inversion: .prefixedNo, help: "Standardise inputs with feature statistics pooled from the devices (the server's standardize_inputs).")
+    var standardizeInputs = true
     @Option(help: "Worker threads (results do not depend on it; default: the number of cores).")
     var threads: Int?
     @Flag(help: "No progress line.")
@@ -106,6 +108,7 @@ struct SimulateCommand: ParsableCommand {
         s.epsilon = epsilon
         guard let st = DType.named(storageDtype), let up = DType.named(updateDtype) else { fail("unknown dtype") }
         s.storage = st; s.update = up
+        s.standardizeInputs = standardizeInputs
         switch expertWeighting {
         case "usage": s.weightByUsage = true
         case "samples": s.weightByUsage = false

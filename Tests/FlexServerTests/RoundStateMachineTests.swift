@@ -22,12 +22,21 @@ import FlexServerTesting
 
     static func identity(_ i: Int) -> RoundStateMachine.Identity { .init(hash: "hash-\(i)", name: "device-\(i)") }
 
-    /// Registers `n` devices (k_c 2, 10 samples each); returns their client ids.
+    /// Registers `n` devices (k_c 2, 10 samples each) and sends their feature statistics (mean 0,
+    /// std 1); returns their client ids.
     static func register(_ m: RoundStateMachine, _ n: Int, now: Double = 0) throws -> [Int] {
         try (0..<n).map { i in
-            try m.register(identity(i), RegisterRequest(memoryBudget: 1 << 24, kc: 2, storage: .int8Block, board: "host",
-                                                        samples: 10, maxBatch: 8), now: now).clientId
+            let id = try m.register(identity(i), RegisterRequest(memoryBudget: 1 << 24, kc: 2, storage: .int8Block, board: "host",
+                                                                 samples: 10, maxBatch: 8), now: now).clientId
+            try sendStats(m, client: id, samples: 10)
+            return id
         }
+    }
+
+    static func sendStats(_ m: RoundStateMachine, client: Int, samples: Int, mean: Float = 0, std: Float = 1) throws {
+        try ReportBuilder.featureStats(samples: samples, features: m.config.inputDim, mean: mean, std: std).withUnsafeBytes { b in
+            Result { () throws(ProtocolError) in try m.receiveStats(client: client, body: b, decompressor: ZstdDecompressor()) }
+        }.get()
     }
 
     /// The whole report path a live request takes: frame, ticket, validation, fold.

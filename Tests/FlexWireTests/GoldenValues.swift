@@ -30,9 +30,10 @@ enum Golden {
     }
 
     /// Each kind once per codec; kind i is in dtype i mod 4, so every dtype and every kind appears
-    /// with both codecs.
+    /// with both codecs. The protocol-2 kinds (feature statistics, normalization) are fp32, as sent.
     static let containers: [ContainerCase] = PartKind.allCases.enumerated().flatMap { i, kind in
-        [Codec.stored, .zstd].map { ContainerCase(kind: kind, dtype: DType.allCases[i % DType.allCases.count], codec: $0) }
+        let dtype = kind == .featureStats || kind == .normalization ? DType.fp32 : DType.allCases[i % DType.allCases.count]
+        return [Codec.stored, .zstd].map { ContainerCase(kind: kind, dtype: dtype, codec: $0) }
     }
 
     static func container(_ kind: PartKind, _ codec: Codec) -> ContainerCase {

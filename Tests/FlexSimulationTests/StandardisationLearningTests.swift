@@ -1,0 +1,49 @@
+import FlexData
+import FlexEdge
+import FlexServer
+import FlexSimulation
+import FlexTensor
+import Foundation
+import Testing
+
+/// Raw units learn: the same devices with their features in other units (x · 250 + 1000, as pixel
+/// counts or sensor readings) reach the accuracy of the original data when inputs are standardised
+/// with federated statistics, and do not without.
+@Suite struct StandardisationLearningTests {
+    /// Small Synthetic(1,1) devices; `scale`/`offset` change the units of every feature.
+    static func devices(scale: Float, offset: Float) throws -> [Simulation.Device] {
+        var out: [Simulation.Device] = []
+        for i in 0..<8 {
+            let s = try DataSource.synthetic(client: i, seed: 2, alpha: 1, beta: 1).load()
+            let train = s.train.subset(Array(0..<s.train.count)), test = s.test.subset(Array(0..<s.test.count))
+            for k in 0..<train.features.count { train.features[k] = train.features[k] * scale + offset }
+            for k in 0..<test.features.count { test.features[k] = test.features[k] * scale + offset }
+            out.append(Simulation.Device(train: DatasetBox(train), test: DatasetBox(test), kc: 2))
+        }
+        return out
+    }
+
+    static func finalAccuracy(scale: Float, offset: Float, standardize: Bool) throws -> Double {
+        var s = SimulationSettings()
+        s.experts = 4
+        s.rounds = 6
+        s.hidden = 32
+        s.expertHidden = 32
+        s.strategies = [.flex]
+        s.seeds = [1]
+        s.threads = 2
+        s.standardizeInputs = standardize
+        let rows = try Simulation(settings: s, devices: try devices(scale: scale, offset: offset)).run()
+        return rows.suffix(3).map(\.testAccuracy).reduce(0, +) / 3
+    }
+
+    @Test func rawUnitsLearnWithFederatedStandardisation() throws {
+        let original = try Self.finalAccuracy(scale: 1, offset: 0, standardize: true)
+        let raw = try Self.finalAccuracy(scale: 250, offset: 1000, standardize: true)
+        let rawUnstandardised = try Self.finalAccuracy(scale: 250, offset: 1000, standardize: false)
+        print("standardisation: original units \(original), raw units \(raw), raw units without \(rawUnstandardised)")
+        // Standardisation makes the result independent of the units (up to fp32 rounding).
+        #expect(abs(raw - original) < 0.03)
+        #expect(raw > rawUnstandardised + 0.1)
+    }
+}
