@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Writes scikit-learn's bundled UCI optical digits (load_digits: 1,797 8x8 images, 10 classes,
 shipped inside the scikit-learn wheel, no download) as a FlexData CSV: label first, then the 64
-pixel values scaled from 0..16 to 0..1, with a header line.
+pixel values scaled from 0..16 to 0..1 (or, with --raw, in their raw 0..16 units), with a header line.
 
     pip install scikit-learn
     python3 Benchmarks/make_digits_csv.py Benchmarks/data/digits.csv
+    python3 Benchmarks/make_digits_csv.py --raw Benchmarks/data/digits-raw.csv
 """
 import sys
 
@@ -12,12 +13,16 @@ from sklearn.datasets import load_digits
 
 
 def main() -> None:
-    out = sys.argv[1] if len(sys.argv) > 1 else "Benchmarks/data/digits.csv"
+    args = sys.argv[1:]
+    raw = "--raw" in args
+    args = [a for a in args if a != "--raw"]
+    out = args[0] if args else "Benchmarks/data/digits.csv"
+    scale = 1 if raw else 16
     d = load_digits()
     with open(out, "w") as f:
         f.write("label," + ",".join(f"p{i}" for i in range(d.data.shape[1])) + "\n")
         for x, y in zip(d.data, d.target):
-            f.write(str(int(y)) + "," + ",".join(f"{v / 16:.4g}" for v in x) + "\n")
+            f.write(str(int(y)) + "," + ",".join(f"{v / scale:.4g}" for v in x) + "\n")
     print(f"{out}: {len(d.target)} samples, {d.data.shape[1]} features, {len(set(d.target))} classes")
 
 

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Sweeps local-training settings with `flexmoe-server simulate` and prints a markdown table:
+for each dataset and setting, final test accuracy (mean ± std over the seeds) per strategy, and the
+paired difference (same seeds) against the first setting, the current defaults.
+
+    Benchmarks/sweep.py [--stage lr|epochs] [--seeds 1,2,3,4,5] [--rounds 30] [--out sweep-out]
+
+Every row comes from a simulate run whose summary.json is kept under --out. Release build first:
+    swift build -c release --scratch-path .build-sim-release --product flexmoe-server
+The digits CSVs: python3 Benchmarks/make_digits_csv.py --raw Benchmarks/data/digits-raw.csv
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+BIN = ".build-sim-release/release/flexmoe-server"
+
+DATASETS = {
+    "synthetic": ["--dataset", "synthetic", "--split", "dirichlet:0.3", "--clients", "64", "--experts", "16"],
+    "digits-raw": ["--dataset", "csv:Benchmarks/data/digits-raw.csv", "--split", "dirichlet:0.3", "--clients", "32",
+                   "--experts", "8"],
+}
+
+STAGES = {
+    # name -> flags; the first is the baseline of the paired differences (today's defaults).
+    "lr": [("lr 0.02 m 0.5 (default)", [])]
+    + [(f"lr {lr} m {m}", ["--learning-rate", str(lr), "--momentum", str(m)])
+       for lr in [0.02, 0.05, 0.1, 0.2] for m in [0.0, 0.5, 0.9] if not (lr == 0.02 and m == 0.5)],
+    "epochs": [("lr 0.02 m 0.5 e 1 (default)", [])]
+    + [(f"lr {lr} m {m} e {e}" + (" clip 0" if c == 0 else ""),
+        ["--learning-rate", str(lr), "--momentum", str(m), "--local-epochs", str(e), "--gradient-clip", str(c)])
+       for (lr, m) in [(0.05, 0.5), (0.1, 0.5), (0.05, 0.9)] for e in [1, 2, 3] for c in [2, 0]],
+}
+
+
+def run(out, dataset, name, flags, seeds, rounds, strategies):
+    d = os.path.join(out, dataset, name.replace(" ", "_").replace("(", "").replace(")", ""))
+    summary = os.path.join(d, "summary.json")
+    if not os.path.exists(summary):
+        cmd = [BIN, "simulate", *DATASETS[dataset], "--capacity", "boards", "--rounds", str(rounds), "--seeds", seeds,
+               "--strategy", strategies, "--quiet", "--out", d, *flags]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    s = json.load(open(summary))
+    return {k: v["final_accuracy"]["values"] for k, v in s["strategies"].items()}
+
+
+def fmt(values):
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--stage", default="lr", choices=sorted(STAGES))
+    p.add_argument("--seeds", default="1,2,3,4,5")
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--strategies", default="flex,fedavg-dense")
+    p.add_argument("--datasets", default="synthetic,digits-raw")
+    p.add_argument("--out", default="sweep-out")
+    a = p.parse_args()
+    strategies = a.strategies.split(",")
+    for dataset in a.datasets.split(","):
+        print(f"\n### {dataset}: Dirichlet 0.3, boards, {a.rounds} rounds, seeds {a.seeds}\n")
+        print("| setting | " + " | ".join(f"{s} final acc | Δ {s} vs default (paired)" for s in strategies) + " |")
+        print("|---|" + "---|---|" * len(strategies))
+        base = None
+        for name, flags in STAGES[a.stage]:
+            r = run(a.out, dataset, name, flags, a.seeds, a.rounds, a.strategies)
+            base = base or r
+            cells = []
+            for s in strategies:
+                diffs = [x - y for x, y in zip(r[s], base[s])]
+                cells += [fmt(r[s]), "—" if r is base else f"{statistics.mean(diffs):+.3f} ± {statistics.stdev(diffs):.3f}"]
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
