@@ -12,7 +12,7 @@ mkdir -p Benchmarks/data
 run() {  # name, then simulate flags
     local name=$1; shift
     local start=$SECONDS
-    "$BIN" simulate "$@" --seeds 1,2,3 --rounds 40 --capacity boards --out "$OUT/$name" --quiet | tee "$OUT/$name.txt"
+    "$BIN" simulate "$@" --strategy flex,greedy,random,fedavg-dense,fedavg-dense-matched --seeds 1,2,3 --rounds 40 --capacity boards --out "$OUT/$name" --quiet | tee "$OUT/$name.txt"
     echo "$name: $((SECONDS - start)) s" | tee -a "$OUT/times.txt"
     mkdir -p "docs/results/$name"
     cp "$OUT/$name"/{accuracy,load_cv,heatmap_flex,heatmap_greedy}.svg "$OUT/$name/summary.json" "docs/results/$name/"

@@ -22,14 +22,39 @@ public enum SimulationStrategy: String, Sendable, CaseIterable {
     /// Plain FedAvg of a dense model: one "expert" (E = 1, top-1), so every device trains the whole
     /// model x → 64 → 128 → K, averaged with weights |D_c| (usage = samples). No assignment.
     case fedavgDense = "fedavg-dense"
+    /// Plain FedAvg of a dense model at the memory of an MoE device: E = 1, top-1, and the expert
+    /// hidden width f' = `matchedExpertHidden(config:kc:)`, so that the dense model holds (at most)
+    /// the extractor plus k experts of the MoE model, k the smallest k_c of the run's devices (FedAvg
+    /// trains one model on every device, so it must fit the smallest one).
+    case fedavgDenseMatched = "fedavg-dense-matched"
+
+    /// One dense model trained by every device (E = 1, top-1): no assignment, no expert load.
+    public var isDense: Bool {
+        switch self {
+        case .flex, .greedy, .random: return false
+        case .fedavgDense, .fedavgDenseMatched: return true
+        }
+    }
 
     var solver: SolverKind {
         switch self {
         case .flex: return .flex
         case .greedy: return .greedy
         case .random: return .random
-        case .fedavgDense: return .greedy  // E = 1: every solver assigns expert 0
+        case .fedavgDense, .fedavgDenseMatched: return .greedy  // E = 1: every solver assigns expert 0
         }
+    }
+
+    /// The largest expert hidden width f' of a dense model (E = 1) whose expert path
+    /// h·f' + f' + f'·K + K has at most the parameters of `kc` experts of `config`,
+    /// kc · (h·f + f + f·K + K). The extractor is the same on both sides and the device's gate
+    /// (h·k_c + k_c, never downloaded) is not counted.
+    public static func matchedExpertHidden(config: MoEConfig, kc: Int) -> Int {
+        precondition(kc >= 1)
+        let h = config.hidden, K = config.classes
+        let budget = kc * config.expertParameterCount
+        // h·f' + f' + f'·K + K ≤ budget  ⇔  f' ≤ (budget − K) / (h + 1 + K); f' ≥ f since kc ≥ 1.
+        return (budget - K) / (h + 1 + K)
     }
 }
 
@@ -215,17 +240,52 @@ public final class Simulation {
         let box = data!
         var random = FlexRandom(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ 11)
         let parts = try settings.split.partition(box.dataset, clients: settings.clients, random: &random)
-        var kcRandom = FlexRandom(seed: seed &+ 0xB0A2D)
+        let kcs = capacities(seed: seed)
         return try parts.enumerated().map { (c, idx) in
             let (tr, te) = Partitioner.trainTestSplit(idx, testFraction: settings.testFraction, random: &random)
             guard !tr.isEmpty else { throw SimulationError("client \(c) has no training sample (too many clients for the data)") }
+            return Device(train: DatasetBox(box.dataset.subset(tr)), test: DatasetBox(box.dataset.subset(te)), kc: kcs[c])
+        }
+    }
+
+    /// Every device's k_c in the seed's run (capped at E): the given devices', or drawn from the seed
+    /// alone (independent of the data split).
+    public func capacities(seed: UInt64) -> [Int] {
+        if let given = givenDevices { return given.map(\.kc) }
+        var kcRandom = FlexRandom(seed: seed &+ 0xB0A2D)
+        return (0..<settings.clients).map { _ in
             let kc: Int
             switch settings.capacity {
             case .fixed(let k): kc = k
             case .boards: kc = BoardProfile.all[kcRandom.nextInt(below: BoardProfile.all.count)].defaultKc
             }
-            return Device(train: DatasetBox(box.dataset.subset(tr)), test: DatasetBox(box.dataset.subset(te)), kc: min(kc, settings.experts))
+            return min(kc, settings.experts)
         }
+    }
+
+    /// The dense model of `fedavg-dense-matched` in one seed's run: k, the smallest k_c of its
+    /// devices, and the expert hidden width f' that fits k experts' parameters.
+    public struct DenseMatch: Sendable, Equatable {
+        public var seed: UInt64
+        public var kc: Int
+        public var expertHidden: Int
+        /// Parameters of k experts of the MoE model, and of the dense expert path (h·f' + f' + f'·K + K).
+        public var budgetParameters: Int
+        public var parameters: Int
+    }
+
+    public func denseMatch(seed: UInt64) -> DenseMatch {
+        denseMatch(seed: seed, kc: capacities(seed: seed).min() ?? 1)
+    }
+
+    func denseMatch(seed: UInt64, kc: Int) -> DenseMatch {
+        let moe = MoEConfig(inputDim: featureCount, hidden: settings.hidden, expertHidden: settings.expertHidden,
+                            classes: classCount, experts: settings.experts, topK: settings.topK)
+        let f = SimulationStrategy.matchedExpertHidden(config: moe, kc: kc)
+        var dense = moe
+        dense.expertHidden = f
+        return DenseMatch(seed: seed, kc: kc, expertHidden: f, budgetParameters: kc * moe.expertParameterCount,
+                          parameters: dense.expertParameterCount)
     }
 
     // MARK: one strategy, one seed
@@ -242,14 +302,19 @@ public final class Simulation {
         }
     }
 
-    /// The server configuration of a run: the live server's defaults with the run's settings.
+    /// The server configuration of a run: the live server's defaults with the run's settings (for
+    /// `fedavg-dense-matched`, the expert hidden width of `denseMatch(seed:)`).
     public func serverConfig(strategy: SimulationStrategy, seed: UInt64) -> ServerConfig {
+        serverConfig(strategy: strategy, seed: seed, smallestKc: capacities(seed: seed).min() ?? 1)
+    }
+
+    func serverConfig(strategy: SimulationStrategy, seed: UInt64, smallestKc: Int) -> ServerConfig {
         let s = settings
-        let dense = strategy == .fedavgDense
+        let dense = strategy.isDense
         var c = ServerConfig()
         c.inputDim = featureCount
         c.hidden = s.hidden
-        c.expertHidden = s.expertHidden
+        c.expertHidden = strategy == .fedavgDenseMatched ? denseMatch(seed: seed, kc: smallestKc).expertHidden : s.expertHidden
         c.classes = classCount
         c.experts = dense ? 1 : s.experts
         c.topK = dense ? 1 : s.topK
@@ -279,8 +344,8 @@ public final class Simulation {
     func run(strategy: SimulationStrategy, seed: UInt64, devices: [Device],
              progress: (SimulationRound) -> Void) throws -> [SimulationRound] {
         let s = settings
-        let dense = strategy == .fedavgDense
-        let config = serverConfig(strategy: strategy, seed: seed)
+        let dense = strategy.isDense
+        let config = serverConfig(strategy: strategy, seed: seed, smallestKc: devices.map(\.kc).min() ?? 1)
         let machine = try RoundStateMachine(config: config, store: TransientStore(),
                                             logger: Logger(label: "flexmoe.simulation", factory: { _ in SwiftLogNoOpLogHandler() }))
         var clock = 0.0

@@ -99,8 +99,9 @@ public enum SimulationOutput {
         }
     }
 
+    /// `denseMatched`: the dense model of `fedavg-dense-matched` per seed (written when the strategy ran).
     public static func summaryJSON(_ rows: [SimulationRound], settings s: SimulationSettings, samples: Int, features: Int,
-                                   classes: Int, command: String? = nil) -> String {
+                                   classes: Int, command: String? = nil, denseMatched: [Simulation.DenseMatch] = []) -> String {
         let t = target(rows, settings: s)
         var strategies: [String: Any] = [:]
         for x in summarise(rows, settings: s, target: t) {
@@ -137,6 +138,13 @@ public enum SimulationOutput {
             "strategies": strategies,
         ]
         if let c = command { o["command"] = c }
+        if s.strategies.contains(.fedavgDenseMatched), !denseMatched.isEmpty {
+            // Per seed, in the order of "seeds" (k is the smallest k_c among the seed's devices).
+            o["dense_matched_kc"] = denseMatched.map(\.kc)
+            o["dense_matched_expert_hidden"] = denseMatched.map(\.expertHidden)
+            o["dense_matched_expert_parameters"] = denseMatched.map(\.parameters)
+            o["dense_matched_budget_parameters"] = denseMatched.map(\.budgetParameters)
+        }
         let data = (try? JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self) + "\n"
     }
@@ -144,17 +152,17 @@ public enum SimulationOutput {
     /// Writes rounds.csv, summary.json and the plots; returns the paths written.
     @discardableResult
     public static func write(_ rows: [SimulationRound], settings: SimulationSettings, samples: Int, features: Int, classes: Int,
-                             to dir: String, command: String? = nil) throws -> [String] {
+                             to dir: String, command: String? = nil, denseMatched: [Simulation.DenseMatch] = []) throws -> [String] {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var files: [(String, String)] = [
             ("rounds.csv", csv(rows)),
             ("summary.json", summaryJSON(rows, settings: settings, samples: samples, features: features, classes: classes,
-                                         command: command)),
+                                         command: command, denseMatched: denseMatched)),
         ]
         let title = "\(settings.dataset.name), \(settings.split.name), \(settings.clients) clients, E=\(settings.experts), k_c \(settings.capacity.name)"
         files.append(("accuracy.svg", SVGPlot.accuracy(rows, strategies: settings.strategies, title: title,
                                                         target: target(rows, settings: settings))))
-        let balanced = settings.strategies.filter { $0 != .fedavgDense }
+        let balanced = settings.strategies.filter { !$0.isDense }
         if !balanced.isEmpty {
             files.append(("load_cv.svg", SVGPlot.loadCV(rows, strategies: balanced, title: title)))
         }

@@ -3,9 +3,10 @@ import Foundation
 /// Hand-written SVG line charts and heatmaps.
 public enum SVGPlot {
     static let width = 760.0, height = 440.0
-    static let left = 70.0, right = 170.0, top = 50.0, bottom = 56.0
+    static let left = 70.0, right = 190.0, top = 50.0, bottom = 56.0
     static let colours: [SimulationStrategy: String] = [
         .flex: "#d62728", .greedy: "#1f77b4", .random: "#2ca02c", .fedavgDense: "#7f7f7f",
+        .fedavgDenseMatched: "#9467bd",
     ]
 
     static func esc(_ s: String) -> String {

@@ -29,7 +29,7 @@ struct SimulateCommand: ParsableCommand {
     var rounds = 20
     @Option(help: "Local epochs per round.")
     var localEpochs = 1
-    @Option(help: "Comma list of: flex, greedy, random, fedavg-dense.")
+    @Option(help: "Comma list of: flex, greedy, random, fedavg-dense (one expert path), fedavg-dense-matched (dense at the smallest device's k_c experts' parameters).")
     var strategy = "flex,greedy,random,fedavg-dense"
     @Option(help: "Fitness: accuracy | loss (s = exp(-α_L·ℓ), α_L = --alpha-loss).")
     var fitness = "accuracy"
@@ -81,7 +81,7 @@ struct SimulateCommand: ParsableCommand {
         s.clients = clients; s.experts = experts; s.rounds = rounds; s.localEpochs = localEpochs
         var strategies: [SimulationStrategy] = []
         for name in strategy.split(separator: ",") {
-            guard let x = SimulationStrategy(rawValue: String(name)) else { fail("unknown strategy '\(name)' (flex, greedy, random, fedavg-dense)") }
+            guard let x = SimulationStrategy(rawValue: String(name)) else { fail("unknown strategy '\(name)' (\(SimulationStrategy.allCases.map(\.rawValue).joined(separator: ", ")))") }
             if !strategies.contains(x) { strategies.append(x) }
         }
         guard !strategies.isEmpty else { fail("--strategy is empty") }
@@ -123,6 +123,16 @@ struct SimulateCommand: ParsableCommand {
         err.write(Data(("simulate: \(s.dataset.name) (\(sim.sampleCount) samples, \(sim.featureCount) features, \(sim.classCount) classes), "
             + "split \(s.split.name), \(s.clients) clients, E=\(s.experts), k_c \(s.capacity.name), \(s.rounds) rounds × \(s.localEpochs) epochs, "
             + "strategies \(strategies.map(\.rawValue).joined(separator: ",")), seeds \(s.seeds.map(String.init).joined(separator: ","))\n").utf8))
+        let denseMatched = strategies.contains(.fedavgDenseMatched) ? s.seeds.map { sim.denseMatch(seed: $0) } : []
+        var widths: [(match: Simulation.DenseMatch, seeds: [UInt64])] = []  // one line per distinct k (in practice one)
+        for m in denseMatched {
+            if let i = widths.firstIndex(where: { $0.match.kc == m.kc }) { widths[i].seeds.append(m.seed) } else { widths.append((m, [m.seed])) }
+        }
+        for (m, seeds) in widths {
+            err.write(Data(("simulate: fedavg-dense-matched: k = \(m.kc) (smallest k_c of the devices), expert hidden f' = \(m.expertHidden): "
+                + "expert path \(m.parameters) parameters ≤ \(m.kc) experts × \(m.budgetParameters / m.kc) = \(m.budgetParameters), same extractor"
+                + (widths.count > 1 ? " (seeds \(seeds.map(String.init).joined(separator: ",")))" : "") + "\n").utf8))
+        }
         let started = Date()
         let rows = try sim.run { p in
             if quiet { return }
@@ -139,17 +149,19 @@ struct SimulateCommand: ParsableCommand {
         }
         let command = (["flexmoe-server"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
         let paths = try SimulationOutput.write(rows, settings: s, samples: sim.sampleCount, features: sim.featureCount,
-                                               classes: sim.classCount, to: out, command: command)
+                                               classes: sim.classCount, to: out, command: command, denseMatched: denseMatched)
         // Table on stdout.
         let target = SimulationOutput.target(rows, settings: s)
-        print("strategy       final acc        rounds to \(String(format: "%.2f", target))   mean load CV      KiB/client/round")
+        let nameWidth = max(14, strategies.map(\.rawValue.count).max()! + 1)
+        print("strategy".padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+            + " final acc        rounds to \(String(format: "%.2f", target))   mean load CV      KiB/client/round")
         for x in SimulationOutput.summarise(rows, settings: s, target: target) {
             let rt = x.reachedTarget == 0 ? "never (0/\(x.seeds))"
                 : String(format: "%.1f ± %.1f", x.roundsToTarget.mean, x.roundsToTarget.std) + (x.reachedTarget < x.seeds ? " (\(x.reachedTarget)/\(x.seeds))" : "")
-            print(x.strategy.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)
+            print(x.strategy.rawValue.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
                 + String(format: " %.3f ± %.3f", x.finalAccuracy.mean, x.finalAccuracy.std).padding(toLength: 17, withPad: " ", startingAt: 0)
                 + rt.padding(toLength: 18, withPad: " ", startingAt: 0)
-                + (x.strategy == .fedavgDense ? "—".padding(toLength: 18, withPad: " ", startingAt: 0)
+                + (x.strategy.isDense ? "—".padding(toLength: 18, withPad: " ", startingAt: 0)
                     : String(format: "%.4f ± %.4f", x.meanCV.mean, x.meanCV.std).padding(toLength: 18, withPad: " ", startingAt: 0))
                 + String(format: "%.1f ± %.1f", x.bytesPerRound.mean / 1024, x.bytesPerRound.std / 1024))
         }
