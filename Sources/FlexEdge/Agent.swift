@@ -288,6 +288,6 @@ extension RegisterReply {
     public var trainingOptions: TrainingOptions {
         TrainingOptions(learningRate: Float(learningRate), momentum: Float(momentum), weightDecay: 0, batchSize: batch,
                         epochs: localEpochs, fitness: fitness == .loss ? .loss(alpha: Float(alphaLoss)) : .accuracy,
-                        gradientClip: Float(gradientClip))
+                        gradientClip: Float(gradientClip), fitnessTiming: fitnessBeforeTraining ? .before : .during)
     }
 }

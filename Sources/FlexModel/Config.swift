@@ -60,6 +60,11 @@ public enum FitnessSource: Sendable, Equatable {
     case mixture
 }
 
+/// When a device measures its assigned experts' fitness (`TrainingOptions.fitnessTiming`).
+public enum FitnessTiming: String, Sendable, CaseIterable {
+    case during, before
+}
+
 /// Hyper-parameters of local training.
 public struct TrainingOptions: Sendable, Equatable {
     public var learningRate: Float = 0.05
@@ -72,6 +77,10 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Largest global L2 norm of a step's gradient (0: no clipping). Unnormalised inputs (LEAF
     /// Synthetic features reach |x| ≈ 6) otherwise make single steps explode on small devices.
     public var gradientClip: Float = 0
+    /// When the fitness of the assigned experts is measured: over the forward passes of local
+    /// training (`during`), or in one forward-only pass over the training data with the downloaded
+    /// weights, before the device adapts them (`before`: says which global expert suits the device).
+    public var fitnessTiming: FitnessTiming = .during
 
     /// Local-training defaults for federated rounds (server config, devices, simulator). Chosen on
     /// LEAF Synthetic(1,1) devices, whose unnormalised features make lr 0.05 with momentum 0.9
@@ -81,8 +90,9 @@ public struct TrainingOptions: Sendable, Equatable {
 
     public init(learningRate: Float = 0.05, momentum: Float = 0.9, weightDecay: Float = 0,
                 batchSize: Int = 32, epochs: Int = 1, fitness: FitnessVariant = .accuracy,
-                fitnessSource: FitnessSource = .expertOutput, gradientClip: Float = 0) {
+                fitnessSource: FitnessSource = .expertOutput, gradientClip: Float = 0, fitnessTiming: FitnessTiming = .during) {
         self.gradientClip = gradientClip
+        self.fitnessTiming = fitnessTiming
         self.learningRate = learningRate
         self.momentum = momentum
         self.weightDecay = weightDecay

@@ -433,6 +433,24 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
         return report
     }
 
+    /// The fitness of the assigned experts on a dataset with the current weights: one forward-only pass
+    /// with statistics (no training). Leaves the statistics of this pass behind.
+    public func measureFitness(features: borrowing Tensor<Float>, labels: borrowing Tensor<Int32>) -> [ExpertFitness] {
+        let n = labels.count, d = config.inputDim
+        resetStatistics()
+        let wasMeasuring = measuring
+        measuring = true
+        defer { measuring = wasMeasuring }
+        let fp = features.ptr, lp = labels.ptr
+        var start = 0
+        while start < n {
+            let rows = min(maxBatch, n - start)
+            _ = forward(fp + start * d, labels: lp + start, rows: rows, gradient: false)
+            start += rows
+        }
+        return fitness()
+    }
+
     /// Mixture loss and accuracy over a dataset (no training, no statistics).
     public func evaluate(features: borrowing Tensor<Float>, labels: borrowing Tensor<Int32>) -> (loss: Float, accuracy: Float) {
         let n = labels.count, d = config.inputDim, K = config.classes

@@ -36,6 +36,8 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     /// Standardise inputs with statistics pooled from the devices (docs/PROTOCOL.md); false hands out
     /// the identity (mean 0, std 1) without waiting for statistics.
     public var standardizeInputs = true
+    /// When devices measure fitness: during local training, or before it with the downloaded weights.
+    public var fitnessTiming = FitnessTiming.during
     public var storageDType = DType.int8Block
     public var updateDType = DType.int8Block
     public var maxReportBytes = 0
@@ -55,7 +57,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         case rounds, minClients = "min_clients", roundDeadline = "round_deadline_s", localEpochs = "local_epochs", batch
         case learningRate = "learning_rate", momentum, gradientClip = "gradient_clip"
         case beta, alphaLoss = "alpha_loss", epsilon, fitness, solver
-        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", storageDType = "storage_dtype"
+        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", fitnessTiming = "fitness_timing", storageDType = "storage_dtype"
         case updateDType = "update_dtype", maxReportBytes = "max_report_bytes"
         case listenHost = "listen_host", port, stateDir = "state_dir", tokenFile = "token_file"
         case keepCheckpoints = "keep_checkpoints", seed, maxStrikes = "max_strikes"
@@ -148,6 +150,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         try one(.solver, &solver, [SolverKind.flex, .greedy, .random, .roundRobin, .exact].map { ($0.rawValue, $0) })
         try one(.expertWeighting, &expertWeighting, ExpertWeighting.allCases.map { ($0.rawValue, $0) })
         try real(.clipNorm, &clipNorm)
+        try one(.fitnessTiming, &fitnessTiming, FitnessTiming.allCases.map { ($0.rawValue, $0) })
         if c.contains(.standardizeInputs) {
             guard let b = try? c.decode(Bool.self, forKey: .standardizeInputs) else {
                 throw ServerError.config("'standardize_inputs' must be true or false")
@@ -176,6 +179,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
 
 /// FlexWire's `FitnessKind` (accuracy | loss) as a config value.
 extension FitnessKind: Codable {}
+extension FitnessTiming: Codable {}
 
 /// The weight of a client's expert delta in the aggregate: its usage u[c][e] or its sample count |D_c|.
 public enum ExpertWeighting: String, Codable, Sendable, CaseIterable {

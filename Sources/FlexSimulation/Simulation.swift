@@ -111,6 +111,8 @@ public struct SimulationSettings: Sendable {
     public var beta = 0.3
     /// Standardise inputs with statistics pooled from the devices (the server's `standardize_inputs`).
     public var standardizeInputs = true
+    /// When devices measure fitness (the server's `fitness_timing`).
+    public var fitnessTiming = FitnessTiming.during
     /// Expert aggregation weight u[c][e] (true) or |D_c| (false).
     public var weightByUsage = true
     /// Dtype of the downloads (the edge's default storage) and of the uploaded deltas.
@@ -337,6 +339,7 @@ public final class Simulation {
         c.storageDType = s.storage
         c.updateDType = s.update
         c.standardizeInputs = s.standardizeInputs
+        c.fitnessTiming = s.fitnessTiming
         c.seed = seed
         return c
     }

@@ -82,15 +82,20 @@ public struct RegisterReply: Equatable, Sendable {
     public var updateDType: DType
     /// Whether the pooled feature normalization is frozen (else the device sends its statistics now).
     public var normalizationReady: Bool
+    /// Fitness measured in a forward pass before local training (`fitness_timing=before`) rather
+    /// than during it (`during`, the default when the field is absent).
+    public var fitnessBeforeTraining: Bool
 
     public init(clientId: Int, round: Int, inputDim: Int, hidden: Int, expertHidden: Int, classes: Int, experts: Int,
                 topK: Int, localEpochs: Int, batch: Int, learningRate: Double, momentum: Double, gradientClip: Double,
-                fitness: FitnessKind, alphaLoss: Double, updateDType: DType, normalizationReady: Bool) {
+                fitness: FitnessKind, alphaLoss: Double, updateDType: DType, normalizationReady: Bool,
+                fitnessBeforeTraining: Bool = false) {
         self.clientId = clientId; self.round = round; self.inputDim = inputDim; self.hidden = hidden
         self.expertHidden = expertHidden; self.classes = classes; self.experts = experts; self.topK = topK
         self.localEpochs = localEpochs; self.batch = batch; self.learningRate = learningRate; self.momentum = momentum
         self.gradientClip = gradientClip; self.fitness = fitness; self.alphaLoss = alphaLoss; self.updateDType = updateDType
         self.normalizationReady = normalizationReady
+        self.fitnessBeforeTraining = fitnessBeforeTraining
     }
 
     public func message() -> SmallMessage {
@@ -112,6 +117,7 @@ public struct RegisterReply: Equatable, Sendable {
         m.set("alpha_loss", Format.real(alphaLoss))
         m.set("update_dtype", updateDType.name)
         m.set("normalization", normalizationReady ? "ready" : "pending")
+        m.set("fitness_timing", fitnessBeforeTraining ? "before" : "during")
         return m
     }
 
@@ -140,6 +146,9 @@ public struct RegisterReply: Equatable, Sendable {
         let n = try m.string("normalization")
         guard n == "ready" || n == "pending" else { throw .badValue("normalization", n) }
         normalizationReady = n == "ready"
+        let t = m["fitness_timing"] ?? "during"
+        guard t == "before" || t == "during" else { throw .badValue("fitness_timing", t) }
+        fitnessBeforeTraining = t == "before"
     }
 }
 

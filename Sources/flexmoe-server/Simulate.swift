@@ -59,6 +59,8 @@ struct SimulateCommand: ParsableCommand {
     var expertWeighting = "usage"
     @Flag(inversion: .prefixedNo, help: "Standardise inputs with feature statistics pooled from the devices (the server's standardize_inputs).")
     var standardizeInputs = true
+    @Option(help: "When devices measure fitness: during (local training) | before (a forward pass with the downloaded weights).")
+    var fitnessTiming = "during"
     @Option(help: "Worker threads (results do not depend on it; default: the number of cores).")
     var threads: Int?
     @Flag(help: "No progress line.")
@@ -109,6 +111,8 @@ struct SimulateCommand: ParsableCommand {
         guard let st = DType.named(storageDtype), let up = DType.named(updateDtype) else { fail("unknown dtype") }
         s.storage = st; s.update = up
         s.standardizeInputs = standardizeInputs
+        guard let timing = FitnessTiming(rawValue: fitnessTiming) else { fail("--fitness-timing during|before") }
+        s.fitnessTiming = timing
         switch expertWeighting {
         case "usage": s.weightByUsage = true
         case "samples": s.weightByUsage = false
