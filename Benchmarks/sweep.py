@@ -18,10 +18,13 @@ import sys
 
 BIN = ".build-sim-release/release/flexmoe-server"
 
+SYNTHETIC = ["--dataset", "synthetic", "--clients", "64", "--experts", "16"]
+DIGITS_RAW = ["--dataset", "csv:Benchmarks/data/digits-raw.csv", "--clients", "32", "--experts", "8"]
 DATASETS = {
-    "synthetic": ["--dataset", "synthetic", "--split", "dirichlet:0.3", "--clients", "64", "--experts", "16"],
-    "digits-raw": ["--dataset", "csv:Benchmarks/data/digits-raw.csv", "--split", "dirichlet:0.3", "--clients", "32",
-                   "--experts", "8"],
+    "synthetic": SYNTHETIC + ["--split", "dirichlet:0.3"],
+    "digits-raw": DIGITS_RAW + ["--split", "dirichlet:0.3"],
+    "synthetic-classes2": SYNTHETIC + ["--split", "classes:2"],
+    "digits-raw-classes2": DIGITS_RAW + ["--split", "classes:2"],
 }
 
 STAGES = {
@@ -33,6 +36,8 @@ STAGES = {
     + [(f"lr {lr} m {m} e {e}" + (" clip 0" if c == 0 else ""),
         ["--learning-rate", str(lr), "--momentum", str(m), "--local-epochs", str(e), "--gradient-clip", str(c)])
        for (lr, m) in [(0.05, 0.5), (0.1, 0.5), (0.05, 0.9)] for e in [1, 2, 3] for c in [2, 0]],
+    # Ablation: when devices measure fitness (issue #12); run with --strategies flex,greedy,random.
+    "fitness": [("fitness during training (default)", []), ("fitness before training", ["--fitness-timing", "before"])],
 }
 
 
@@ -58,16 +63,17 @@ def main():
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--strategies", default="flex,fedavg-dense")
     p.add_argument("--datasets", default="synthetic,digits-raw")
+    p.add_argument("--extra", default="", help="flags added to every run, e.g. \"--learning-rate 0.1\"")
     p.add_argument("--out", default="sweep-out")
     a = p.parse_args()
     strategies = a.strategies.split(",")
     for dataset in a.datasets.split(","):
-        print(f"\n### {dataset}: Dirichlet 0.3, boards, {a.rounds} rounds, seeds {a.seeds}\n")
+        print(f"\n### {dataset}: {' '.join(DATASETS[dataset])}, boards, {a.rounds} rounds, seeds {a.seeds}\n")
         print("| setting | " + " | ".join(f"{s} final acc | Δ {s} vs default (paired)" for s in strategies) + " |")
         print("|---|" + "---|---|" * len(strategies))
         base = None
         for name, flags in STAGES[a.stage]:
-            r = run(a.out, dataset, name, flags, a.seeds, a.rounds, a.strategies)
+            r = run(a.out, dataset, name, flags + a.extra.split(), a.seeds, a.rounds, a.strategies)
             base = base or r
             cells = []
             for s in strategies:

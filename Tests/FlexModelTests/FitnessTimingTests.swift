@@ -1,0 +1,29 @@
+import FlexData
+@testable import FlexModel
+import FlexTensor
+import Testing
+
+/// `LocalTrainer.measureFitness`: the fitness of the downloaded experts, before any training.
+@Suite struct FitnessTimingTests {
+    @Test func measuringFitnessBeforeTrainingChangesNoWeightAndCountsEverySample() {
+        let data = SyntheticGenerator(alpha: 1, beta: 1, maxSamples: 300, seed: 3).device(2)
+        let config = MoEConfig(inputDim: data.dim, hidden: 16, expertHidden: 16, classes: data.classes, experts: 3, topK: 2)
+        let trainer = LocalTrainer(config: config, capacity: 3, maxBatch: 16, options: .federated)
+        var random = FlexRandom(seed: 1)
+        trainer.extractor.initialise(random: &random)
+        let gate = ClientGate(config)
+        gate.initialise(random: &random)
+        trainer.assign([0, 1, 2])
+        for s in 0..<3 { trainer.experts[s].initialise(random: &random) }
+        trainer.loadGate(from: gate)
+        let weights = trainer.extractor.parameters.map { p in (0..<p.count).map { p.value[$0] } }
+        let measured = trainer.measureFitness(features: data.features, labels: data.labels)
+        #expect(trainer.extractor.parameters.map { p in (0..<p.count).map { p.value[$0] } } == weights)
+        #expect(measured.map(\.expert) == [0, 1, 2])
+        // Top-2 routing: every sample is counted by exactly two experts, once.
+        #expect(measured.map(\.usage).reduce(0, +) == 2 * data.count)
+        #expect(measured.allSatisfy { $0.fitness >= 0 && $0.fitness <= 1 })
+        // The same pass again gives the same numbers (nothing was learned).
+        #expect(trainer.measureFitness(features: data.features, labels: data.labels) == measured)
+    }
+}
