@@ -25,6 +25,9 @@ DATASETS = {
     "digits-raw": DIGITS_RAW + ["--split", "dirichlet:0.3"],
     "synthetic-classes2": SYNTHETIC + ["--split", "classes:2"],
     "digits-raw-classes2": DIGITS_RAW + ["--split", "classes:2"],
+    "digits-01": ["--dataset", "csv:Benchmarks/data/digits.csv", "--clients", "32", "--experts", "8", "--split", "dirichlet:0.3"],
+    "digits-255": ["--dataset", "csv:Benchmarks/data/digits-255.csv", "--clients", "32", "--experts", "8",
+                   "--split", "dirichlet:0.3"],
 }
 
 STAGES = {
@@ -32,10 +35,15 @@ STAGES = {
     "lr": [("lr 0.02 m 0.5 (default)", [])]
     + [(f"lr {lr} m {m}", ["--learning-rate", str(lr), "--momentum", str(m)])
        for lr in [0.02, 0.05, 0.1, 0.2] for m in [0.0, 0.5, 0.9] if not (lr == 0.02 and m == 0.5)],
+    # After the lr stage: the learning rates at and beyond its edge, with 1 or 2 local epochs, and
+    # the gradient clip (2, the default, or off).
     "epochs": [("lr 0.02 m 0.5 e 1 (default)", [])]
-    + [(f"lr {lr} m {m} e {e}" + (" clip 0" if c == 0 else ""),
-        ["--learning-rate", str(lr), "--momentum", str(m), "--local-epochs", str(e), "--gradient-clip", str(c)])
-       for (lr, m) in [(0.05, 0.5), (0.1, 0.5), (0.05, 0.9)] for e in [1, 2, 3] for c in [2, 0]],
+    + [(f"lr {lr} m {m} e {e}", ["--learning-rate", str(lr), "--momentum", str(m), "--local-epochs", str(e)])
+       for lr in [0.1, 0.2, 0.4] for m in [0.5, 0.9] for e in [1, 2]]
+    + [(f"lr {lr} m 0.9 e 1 clip 0", ["--learning-rate", str(lr), "--momentum", "0.9", "--gradient-clip", "0"])
+       for lr in [0.1, 0.2]],
+    # Federated standardisation on or off (run with --datasets digits-01,digits-raw,digits-255).
+    "standardize": [("standardised (default)", []), ("not standardised", ["--no-standardize-inputs"])],
     # Ablation: when devices measure fitness (issue #12); run with --strategies flex,greedy,random.
     "fitness": [("fitness during training (default)", []), ("fitness before training", ["--fitness-timing", "before"])],
 }
@@ -47,7 +55,9 @@ def run(out, dataset, name, flags, seeds, rounds, strategies):
     if not os.path.exists(summary):
         cmd = [BIN, "simulate", *DATASETS[dataset], "--capacity", "boards", "--rounds", str(rounds), "--seeds", seeds,
                "--strategy", strategies, "--quiet", "--out", d, *flags]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:  # e.g. a diverged device's NaN update, refused by the server's checks
+            return r.stderr.strip().splitlines()[-1]
     s = json.load(open(summary))
     return {k: v["final_accuracy"]["values"] for k, v in s["strategies"].items()}
 
@@ -74,6 +84,9 @@ def main():
         base = None
         for name, flags in STAGES[a.stage]:
             r = run(a.out, dataset, name, flags + a.extra.split(), a.seeds, a.rounds, a.strategies)
+            if isinstance(r, str):
+                print(f"| {name} | failed: {r} |" + " |" * (2 * len(strategies) - 1), flush=True)
+                continue
             base = base or r
             cells = []
             for s in strategies:

@@ -19,7 +19,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     public var rounds = 20
     public var minClients = 2
     public var roundDeadline = 60.0
-    public var localEpochs = 1
+    public var localEpochs = TrainingOptions.federated.epochs
     public var batch = 32
     public var learningRate = Double(TrainingOptions.federated.learningRate)
     public var momentum = Double(TrainingOptions.federated.momentum)

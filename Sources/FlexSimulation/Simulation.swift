@@ -93,7 +93,7 @@ public struct SimulationSettings: Sendable {
     public var experts = 8
     public var capacity: SimulationCapacity = .fixed(2)
     public var rounds = 20
-    public var localEpochs = 1
+    public var localEpochs = TrainingOptions.federated.epochs
     public var strategies: [SimulationStrategy] = [.flex, .greedy, .random, .fedavgDense]
     public var fitness: FitnessVariant = .accuracy
     public var seeds: [UInt64] = [1]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlexAssign
+import FlexModel
 import FlexServer
 import FlexServerTesting
 import Foundation
@@ -16,7 +17,7 @@ struct FederateCommand: ParsableCommand {
     @Option(help: "Rounds of training.") var rounds = 20
     @Option(help: "Experts E in the global model.") var experts = 8
     @Option(help: "Experts each device holds (k_c).") var kc = 2
-    @Option(help: "Local epochs per round.") var localEpochs = 2
+    @Option(help: "Local epochs per round.") var localEpochs = TrainingOptions.federated.epochs
     @Option(help: "Assignment strategy of the server.") var solver = SolverKind.flex
     @Option(help: "Seed of the data and the model.") var seed = 1
     @Option(help: "Where to keep the state, logs and results (default: a new temporary directory).") var out: String?

@@ -28,7 +28,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Rounds.")
     var rounds = 20
     @Option(help: "Local epochs per round.")
-    var localEpochs = 1
+    var localEpochs = TrainingOptions.federated.epochs
     @Option(help: "Comma list of: flex, greedy, random, fedavg-dense (one expert path), fedavg-dense-matched (dense at the smallest device's k_c experts' parameters).")
     var strategy = "flex,greedy,random,fedavg-dense"
     @Option(help: "Fitness: accuracy | loss (s = exp(-α_L·ℓ), α_L = --alpha-loss).")
