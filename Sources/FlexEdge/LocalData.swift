@@ -1,11 +1,12 @@
 import FlexData
 import FlexTensor
 
-/// Where a device's data comes from: `synthetic:client=N,seed=S[,alpha=A,beta=B]` (the embedded
+/// Where a device's data comes from: `synthetic:client=N,seed=S[,alpha=A,beta=B,max=M]` (the embedded
 /// default: LEAF Synthetic(α, β) device N, no download ever) or the path of a shard file written by
 /// `flexmoe-server partition`.
 public enum DataSource: Equatable {
-    case synthetic(client: Int, seed: UInt64, alpha: Double, beta: Double)
+    /// `maxSamples` caps the device's samples (the generator's lognormal sizes reach thousands).
+    case synthetic(client: Int, seed: UInt64, alpha: Double, beta: Double, maxSamples: Int = 3000)
     case shard(path: String)
     /// Gaussian features with labels from a random linear map (y = argmax(x·W)), for model shapes the
     /// synthetic generator does not produce (profiling, benchmarks).
@@ -20,6 +21,7 @@ public enum DataSource: Equatable {
         var client = -1
         var seed: UInt64 = 1
         var alpha = 1.0, beta = 1.0
+        var maxSamples = 3000
         for part in text.dropFirst(prefix.count).split(separator: ",") {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { throw .usage("--data: '\(part)' is not key=value") }
@@ -36,20 +38,23 @@ public enum DataSource: Equatable {
             case "beta":
                 guard let v = Format.parseReal(kv[1]), v >= 0 else { throw .usage("--data: bad beta") }
                 beta = v
+            case "max":
+                guard let v = Int(kv[1]), v >= 2 else { throw .usage("--data: max must be a number >= 2") }
+                maxSamples = v
             default:
-                throw .usage("--data: unknown key '\(kv[0])' (client, seed, alpha, beta)")
+                throw .usage("--data: unknown key '\(kv[0])' (client, seed, alpha, beta, max)")
             }
         }
         if client < 0 { throw .usage("--data synthetic: needs client=N") }
-        return .synthetic(client: client, seed: seed, alpha: alpha, beta: beta)
+        return .synthetic(client: client, seed: seed, alpha: alpha, beta: beta, maxSamples: maxSamples)
     }
 
     /// Loads the device's data as a shard: its training rows and its held-out rows (20% of a
     /// synthetic device, drawn with the seed; a shard file keeps its own split).
     public func load() throws(EdgeError) -> ClientShard {
         switch self {
-        case .synthetic(let client, let seed, let alpha, let beta):
-            let all = SyntheticGenerator(alpha: alpha, beta: beta, seed: seed).device(client)
+        case .synthetic(let client, let seed, let alpha, let beta, let maxSamples):
+            let all = SyntheticGenerator(alpha: alpha, beta: beta, maxSamples: maxSamples, seed: seed).device(client)
             var random = FlexRandom(seed: seed &+ UInt64(client) &* 7919)
             let (train, test) = Partitioner.trainTestSplit(Array(0..<all.count), testFraction: 0.2, random: &random)
             return ClientShard(client: client, train: all.subset(train), test: all.subset(test))

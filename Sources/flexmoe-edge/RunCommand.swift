@@ -13,7 +13,7 @@ enum RunCommand {
           --server URL          the flexmoe-server, http://HOST:PORT
           --token TOKEN         this device's token (flexmoe-server enroll NAME); or env FLEXMOE_TOKEN
           --data SOURCE         a shard file from `flexmoe-server partition`, or the embedded
-                                synthetic data: synthetic:client=N,seed=S[,alpha=A,beta=B]
+                                synthetic data: synthetic:client=N,seed=S[,alpha=A,beta=B,max=M]
           --memory-budget SIZE  bytes the runtime may use, e.g. 48MiB (default: the board's)
           --board NAME          pi-zero-2w | pi-3b | pi-4b | pi-5 (default: pi-zero-2w's budget)
           --storage DTYPE       how cached experts are stored: int8 (default), int8-row, fp16, fp32
