@@ -30,18 +30,23 @@ DATASETS = {
                    "--split", "dirichlet:0.3"],
 }
 
+OLD_DEFAULT = ["--learning-rate", "0.02", "--momentum", "0.5", "--local-epochs", "1", "--gradient-clip", "2"]
+
 STAGES = {
     # name -> flags; the first is the baseline of the paired differences (today's defaults).
-    "lr": [("lr 0.02 m 0.5 (default)", [])]
-    + [(f"lr {lr} m {m}", ["--learning-rate", str(lr), "--momentum", str(m)])
+    # Every row names its settings in full, so a change of the defaults does not change the rows; the
+    # baseline is the previous default (lr 0.02, momentum 0.5, 1 local epoch, clip 2).
+    "lr": [("lr 0.02 m 0.5 (default)", OLD_DEFAULT)]
+    + [(f"lr {lr} m {m}", ["--learning-rate", str(lr), "--momentum", str(m), "--local-epochs", "1", "--gradient-clip", "2"])
        for lr in [0.02, 0.05, 0.1, 0.2] for m in [0.0, 0.5, 0.9] if not (lr == 0.02 and m == 0.5)],
     # After the lr stage: the learning rates at and beyond its edge, with 1 or 2 local epochs, and
     # the gradient clip (2, the default, or off).
-    "epochs": [("lr 0.02 m 0.5 e 1 (default)", [])]
-    + [(f"lr {lr} m {m} e {e}", ["--learning-rate", str(lr), "--momentum", str(m), "--local-epochs", str(e)])
+    "epochs": [("lr 0.02 m 0.5 e 1 (default)", OLD_DEFAULT)]
+    + [(f"lr {lr} m {m} e {e}", ["--learning-rate", str(lr), "--momentum", str(m), "--local-epochs", str(e), "--gradient-clip", "2"])
        for lr in [0.1, 0.2, 0.4] for m in [0.5, 0.9] for e in [1, 2]]
-    + [(f"lr {lr} m 0.9 e 1 clip 0", ["--learning-rate", str(lr), "--momentum", "0.9", "--gradient-clip", "0"])
+    + [(f"lr {lr} m 0.9 e 1 clip 0", ["--learning-rate", str(lr), "--momentum", "0.9", "--local-epochs", "1", "--gradient-clip", "0"])
        for lr in [0.1, 0.2]],
+    # The rows below run with the current defaults (lr 0.2, momentum 0.5, 2 local epochs, clip 2).
     # Federated standardisation on or off (run with --datasets digits-01,digits-raw,digits-255).
     "standardize": [("standardised (default)", []), ("not standardised", ["--no-standardize-inputs"])],
     # Ablation: when devices measure fitness (issue #12); run with --strategies flex,greedy,random.
