@@ -80,6 +80,7 @@ public enum DeviceRound {
 
         // Train with the device's own gate, measure, and keep the gate.
         trainer.loadGate(from: device.gate)
+        let preTest = device.testCount > 0 ? device.withSplit(test: true) { x, y in trainer.evaluate(features: x, labels: y) } : nil
         let before = trainer.options.fitnessTiming == .before
             ? device.withSplit(test: false) { x, y in trainer.measureFitness(features: x, labels: y) } : nil
         let report = device.withSplit(test: false) { x, y in trainer.train(features: x, labels: y, random: &random) }
@@ -90,7 +91,7 @@ public enum DeviceRound {
         let fields = ReportFields(clientId: clientId, samples: device.trainCount, loss: Double(report.lastEpochLoss),
                                   accuracy: Double(report.lastEpochAccuracy), testAccuracy: test.map { Double($0.accuracy) },
                                   experts: measured.map { $0.expert }, usage: measured.map { $0.usage },
-                                  fitness: measured.map { Double($0.fitness) })
+                                  fitness: measured.map { Double($0.fitness) }, preTestAccuracy: preTest.map { Double($0.accuracy) })
         let bytes = try workspace.writeReport(fields: fields.message(), extractorVersion: xv, experts: assigned,
                                               versions: round.expertVersions, random: &random)
         return Outcome(fields: fields, reportBytes: bytes, cacheHits: device.cache.counters.hits - hitsBefore,

@@ -24,6 +24,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var meanAccuracy: Double
     /// Mean held-out accuracy over the reports that carried one (nil: none did).
     public var meanTestAccuracy: Double?
+    /// Mean held-out accuracy of the downloaded model before local training (nil: no report had it).
+    public var meanPreTestAccuracy: Double?
     public var expertsUpdated: [Int]
     public var extractorUpdated: Bool
 
@@ -33,7 +35,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         case reportedLoad = "reported_load", reportedLoadCV = "reported_load_cv"
         case bytesIn = "bytes_in", bytesOut = "bytes_out", durationSeconds = "duration_s"
         case relaxationSteps = "relaxation_steps", meanLoss = "mean_loss", meanAccuracy = "mean_accuracy"
-        case meanTestAccuracy = "mean_test_accuracy", expertsUpdated = "experts_updated"
+        case meanTestAccuracy = "mean_test_accuracy", meanPreTestAccuracy = "mean_pre_test_accuracy"
+        case expertsUpdated = "experts_updated"
         case extractorUpdated = "extractor_updated"
     }
 }

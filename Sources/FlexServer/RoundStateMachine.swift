@@ -43,6 +43,7 @@ public final class RoundStateMachine {
     var roundBytesIn = 0, roundBytesOut = 0
     var roundLoss = 0.0, roundAccuracy = 0.0
     var roundTestAccuracy = 0.0, roundTestReports = 0
+    var roundPreTestAccuracy = 0.0, roundPreTestReports = 0
 
     // federated standardisation (docs/PROTOCOL.md): pooled until the first round opens, then frozen
     var statsPool: FeatureStatsPool
@@ -278,6 +279,7 @@ public final class RoundStateMachine {
         roundLoss += r.loss
         roundAccuracy += r.accuracy
         if let a = r.testAccuracy { roundTestAccuracy += a; roundTestReports += 1 }
+        if let a = r.fields.preTestAccuracy { roundPreTestAccuracy += a; roundPreTestReports += 1 }
         reported.insert(c)
         strikes[c] = 0
         if reported.count >= assignment.count { closeRound(now: now) }
@@ -329,6 +331,7 @@ public final class RoundStateMachine {
         relaxedSteps = result.relaxation.count
         roundBytesIn = 0; roundBytesOut = 0; roundLoss = 0; roundAccuracy = 0
         roundTestAccuracy = 0; roundTestReports = 0
+        roundPreTestAccuracy = 0; roundPreTestReports = 0
         var md: Logger.Metadata = ["round": "\(round)", "clients": "\(ids.count)", "load_cv": "\(result.metrics.cv)",
                                    "objective": "\(result.objective)", "deadline_s": "\(config.roundDeadline)"]
         if result.relaxed { md["relaxed"] = "\(result.relaxation.map(\.description).joined(separator: "; "))" }
@@ -359,6 +362,7 @@ public final class RoundStateMachine {
             bytesIn: roundBytesIn, bytesOut: roundBytesOut, durationSeconds: now - openedAt, relaxationSteps: relaxedSteps,
             meanLoss: roundLoss / n, meanAccuracy: roundAccuracy / n,
             meanTestAccuracy: roundTestReports > 0 ? roundTestAccuracy / Double(roundTestReports) : nil,
+            meanPreTestAccuracy: roundPreTestReports > 0 ? roundPreTestAccuracy / Double(roundPreTestReports) : nil,
             expertsUpdated: changed.experts, extractorUpdated: changed.extractor)
         lastRound = record
         var q: [Int: [PersistedState.QEntry]] = [:]

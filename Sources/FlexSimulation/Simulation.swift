@@ -136,6 +136,8 @@ public struct SimulationRound: Sendable {
     public var round: Int
     /// Mean over devices of the local test accuracy (after local training, as devices report it).
     public var testAccuracy: Double
+    /// Mean over devices of the held-out accuracy of the downloaded model before local training.
+    public var preTestAccuracy: Double = 0
     /// Mean over devices of the last local epoch's training loss and accuracy.
     public var trainLoss: Double
     public var trainAccuracy: Double
@@ -413,7 +415,8 @@ public final class Simulation {
             guard let record = machine.lastRound, record.round == r else { throw SimulationError("round \(r) did not close") }
             let n = Double(sims.count)
             let tests = results.compactMap { $0.fields.testAccuracy }
-            let row = SimulationRound(strategy: strategy, seed: seed, round: r,
+            let preTests = results.compactMap { $0.fields.preTestAccuracy }
+            var row = SimulationRound(strategy: strategy, seed: seed, round: r,
                                       testAccuracy: tests.isEmpty ? 0 : tests.reduce(0, +) / Double(tests.count),
                                       trainLoss: results.map(\.fields.loss).reduce(0, +) / n,
                                       trainAccuracy: results.map(\.fields.accuracy).reduce(0, +) / n,
@@ -422,6 +425,7 @@ public final class Simulation {
                                       bytesUp: Double(results.map(\.bytesUp).reduce(0, +)) / n,
                                       bytesDown: Double(results.map(\.bytesDown).reduce(0, +)) / n,
                                       seconds: Date().timeIntervalSince(start))
+            row.preTestAccuracy = preTests.isEmpty ? 0 : preTests.reduce(0, +) / Double(preTests.count)
             rounds.append(row)
             progress(row)
         }

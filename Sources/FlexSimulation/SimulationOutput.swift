@@ -4,7 +4,7 @@ import Foundation
 /// (drawn by hand, no plotting library).
 public enum SimulationOutput {
     public static let csvColumns = [
-        "strategy", "seed", "round", "test_accuracy", "train_loss", "train_accuracy", "load_cv", "max_over_mean",
+        "strategy", "seed", "round", "test_accuracy", "pre_test_accuracy", "train_loss", "train_accuracy", "load_cv", "max_over_mean",
         "relaxation_steps", "bytes_up_per_client", "bytes_down_per_client", "bytes_per_client", "seconds", "expert_load",
     ]
 
@@ -13,7 +13,7 @@ public enum SimulationOutput {
         var s = csvColumns.joined(separator: ",") + "\n"
         for r in rows {
             let fields: [String] = [
-                r.strategy.rawValue, String(r.seed), String(r.round), f6(r.testAccuracy), f6(r.trainLoss), f6(r.trainAccuracy),
+                r.strategy.rawValue, String(r.seed), String(r.round), f6(r.testAccuracy), f6(r.preTestAccuracy), f6(r.trainLoss), f6(r.trainAccuracy),
                 f6(r.cv), f6(r.maxOverMean), String(r.relaxationSteps), String(Int(r.bytesUp.rounded())),
                 String(Int(r.bytesDown.rounded())), String(Int(r.bytesPerClient.rounded())), String(format: "%.4f", r.seconds),
                 r.load.map(String.init).joined(separator: ";"),
@@ -54,6 +54,8 @@ public enum SimulationOutput {
         public var finalCV: Stat
         public var meanMaxOverMean: Stat
         /// Bytes per client per round (up + down), averaged over the rounds, per seed.
+        /// Final held-out accuracy of the downloaded model, before local training.
+        public var finalPreAccuracy: Stat
         public var bytesPerRound: Stat
         public var bytesUp: Stat
         public var bytesDown: Stat
@@ -92,6 +94,7 @@ public enum SimulationOutput {
                 meanCV: Stat(perSeed { avg($0, \.cv) }),
                 finalCV: Stat(perSeed { $0.last?.cv }),
                 meanMaxOverMean: Stat(perSeed { avg($0, \.maxOverMean) }),
+                finalPreAccuracy: Stat(perSeed { $0.last?.preTestAccuracy }),
                 bytesPerRound: Stat(perSeed { avg($0, \.bytesPerClient) }),
                 bytesUp: Stat(perSeed { avg($0, \.bytesUp) }),
                 bytesDown: Stat(perSeed { avg($0, \.bytesDown) }),
@@ -107,6 +110,7 @@ public enum SimulationOutput {
         for x in summarise(rows, settings: s, target: t) {
             strategies[x.strategy.rawValue] = [
                 "final_accuracy": x.finalAccuracy.json,
+                "final_pre_training_accuracy": x.finalPreAccuracy.json,
                 "rounds_to_target": x.roundsToTarget.json,
                 "reached_target": x.reachedTarget,
                 "seeds": x.seeds,

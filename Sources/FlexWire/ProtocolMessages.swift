@@ -221,6 +221,9 @@ public struct ReportFields: Equatable, Sendable {
     public var accuracy: Double
     /// Held-out accuracy after local training (optional).
     public var testAccuracy: Double?
+    /// Held-out accuracy of the downloaded model (with the device's gate) before local training
+    /// (optional): what the federation gives the device, before local adaptation.
+    public var preTestAccuracy: Double?
     public var experts: [Int]
     /// u[c][e]: samples the gate routed to each expert.
     public var usage: [Int]
@@ -228,9 +231,10 @@ public struct ReportFields: Equatable, Sendable {
     public var fitness: [Double]
 
     public init(clientId: Int, samples: Int, loss: Double, accuracy: Double, testAccuracy: Double?, experts: [Int],
-                usage: [Int], fitness: [Double]) {
+                usage: [Int], fitness: [Double], preTestAccuracy: Double? = nil) {
         self.clientId = clientId; self.samples = samples; self.loss = loss; self.accuracy = accuracy
         self.testAccuracy = testAccuracy; self.experts = experts; self.usage = usage; self.fitness = fitness
+        self.preTestAccuracy = preTestAccuracy
     }
 
     public func message() -> SmallMessage {
@@ -240,6 +244,7 @@ public struct ReportFields: Equatable, Sendable {
         m.set("loss", Format.real(loss))
         m.set("accuracy", Format.real(accuracy))
         if let t = testAccuracy { m.set("test_accuracy", Format.real(t)) }
+        if let t = preTestAccuracy { m.set("pre_test_accuracy", Format.real(t)) }
         m.set("experts", list: experts)
         m.set("usage", list: usage)
         var text = ""
@@ -256,6 +261,7 @@ public struct ReportFields: Equatable, Sendable {
         loss = try m.real("loss")
         accuracy = try m.real("accuracy")
         testAccuracy = m["test_accuracy"] == nil ? nil : try m.real("test_accuracy")
+        preTestAccuracy = m["pre_test_accuracy"] == nil ? nil : try m.real("pre_test_accuracy")
         experts = try m.intList("experts")
         usage = try m.intList("usage")
         fitness = try m.realList("fitness")

@@ -75,8 +75,10 @@ func smallSettings(strategies: [SimulationStrategy], rounds: Int = 3) -> Simulat
         for l in lines.dropFirst() {
             let f = l.split(separator: ",", omittingEmptySubsequences: false)
             #expect(f.count == SimulationOutput.csvColumns.count)
-            #expect(Double(f[3]) != nil)
-            #expect(f[13].split(separator: ";").count == (f[0] == "fedavg-dense" ? 1 : s.experts))
+            func column(_ name: String) -> Substring { f[SimulationOutput.csvColumns.firstIndex(of: name)!] }
+            #expect(Double(column("test_accuracy")) != nil)
+            #expect(Double(column("pre_test_accuracy")).map { $0 >= 0 && $0 <= 1 } == true)
+            #expect(column("expert_load").split(separator: ";").count == (f[0] == "fedavg-dense" ? 1 : s.experts))
         }
 
         // summary.json
