@@ -112,9 +112,9 @@ struct FederateCommand: ParsableCommand {
             }
             finished = s.state == "finished"
             if tty || s.completedRound != lastPrinted {
-                let acc = s.lastRound?.meanTestAccuracy.map { String(format: "%.3f", $0) } ?? "-"
+                let acc = s.lastRound?.meanPreTestAccuracy.map { String(format: "%.3f", $0) } ?? "-"
                 let cv = s.lastRound.map { String(format: "%.4f", $0.loadCV) } ?? "-"
-                let line = String(format: "round %d/%d  %@  reported %d/%d  clients %d  last: test acc %@  load CV %@  %.0f s",
+                let line = String(format: "round %d/%d  %@  reported %d/%d  clients %d  last: model acc %@  load CV %@  %.0f s",
                                   s.round, rounds, s.state, s.reported, s.assigned, s.clients, acc, cv,
                                   Date().timeIntervalSince(started))
                 if tty { print("\r" + line + "   ", terminator: "") ; fflush(nil) } else if s.completedRound != lastPrinted { print(line) }
@@ -151,29 +151,37 @@ struct FederateCommand: ParsableCommand {
         }
         let rows = try Simulation(settings: settings, devices: simulated).run()
         let cv = rows.map(\.cv).reduce(0, +) / Double(max(rows.count, 1))
-        print(String(format: "greedy on the same devices and settings (in-process simulator, same code): test accuracy %.3f  mean load CV %.4f",
-                     rows.last?.testAccuracy ?? 0, cv))
+        print(String(format: "greedy on the same devices and settings (in-process simulator, same code): model accuracy %.3f  local accuracy %.3f  mean load CV %.4f",
+                     rows.last?.preTestAccuracy ?? 0, rows.last?.testAccuracy ?? 0, cv))
     }
 
     /// The per-round table and the final line, from the server's round log.
     func printSummary(state: String, started: Date, dir: String) throws {
         let rows = try DurableFile.lines(state + "/rounds.log").map { try RecordJSON.decode(RoundRecord.self, from: Array($0.utf8)) }
         print("")
-        print("round  devices  test acc  train loss  load CV  max/mean  bytes/client  round s")
+        print("round  devices  model acc  local acc  train loss  load CV  max/mean  bytes/client  round s")
         var bytesPerClient: [Double] = []
         for row in rows {
             let n = max(row.participants, 1)
             let bytes = Double(row.bytesIn + row.bytesOut) / Double(n)
             bytesPerClient.append(bytes)
-            print(String(format: "%5d  %7d  %8@  %10.4f  %7.4f  %8.3f  %12.0f  %7.2f", row.round, n,
-                         row.meanTestAccuracy.map { String(format: "%.3f", $0) } ?? "-",
+            /// An accuracy right-aligned in the 9 columns of its header.
+            func cell(_ x: Double?) -> String {
+                let text = x.map { String(format: "%.3f", $0) } ?? "-"
+                return String(repeating: " ", count: max(0, 9 - text.count)) + text
+            }
+            print(String(format: "%5d  %7d  %@  %@  %10.4f  %7.4f  %8.3f  %12.0f  %7.2f", row.round, n,
+                         cell(row.meanPreTestAccuracy), cell(row.meanTestAccuracy),
                          row.meanLoss, row.loadCV, row.maxOverMean, bytes, row.durationSeconds))
         }
         let accuracy = rows.last?.meanTestAccuracy.map { String(format: "%.3f", $0) } ?? "-"
+        let modelAccuracy = rows.last?.meanPreTestAccuracy.map { String(format: "%.3f", $0) } ?? "-"
         let meanBytes = bytesPerClient.reduce(0, +) / Double(max(bytesPerClient.count, 1))
         print("")
-        print(String(format: "final: test accuracy %@ (mean over devices)  mean load CV %.4f  bytes per client per round %.0f (%.1f KiB)  %d rounds in %.1f s",
-                     accuracy, rows.map(\.loadCV).reduce(0, +) / Double(max(rows.count, 1)), meanBytes, meanBytes / 1024,
+        print("model acc: held-out accuracy of the downloaded model with the device's gate, before local training;"
+              + " local acc: after it (mean over devices)")
+        print(String(format: "final: model accuracy %@  local accuracy %@  mean load CV %.4f  bytes per client per round %.0f (%.1f KiB)  %d rounds in %.1f s",
+                     modelAccuracy, accuracy, rows.map(\.loadCV).reduce(0, +) / Double(max(rows.count, 1)), meanBytes, meanBytes / 1024,
                      rows.count, Date().timeIntervalSince(started)))
         print("state, server and device logs: \(dir)")
     }
