@@ -49,6 +49,9 @@ STAGES = {
     # The rows below run with the current defaults (lr 0.2, momentum 0.5, 2 local epochs, clip 2).
     # Federated standardisation on or off (run with --datasets digits-01,digits-raw,digits-255).
     "standardize": [("standardised (default)", []), ("not standardised", ["--no-standardize-inputs"])],
+    # Ablation: an exploration term for never-measured pairs (run with --metric pre).
+    "exploration": [("no exploration bonus (default)", [])]
+    + [(f"exploration bonus {b}", ["--exploration-bonus", str(b)]) for b in [0.05, 0.2, 1.0]],
     # Ablation: when devices measure fitness (issue #12); run with --strategies flex,greedy,random.
     "fitness": [("fitness during training (default)", []), ("fitness before training", ["--fitness-timing", "before"])],
 }
@@ -64,7 +67,11 @@ def run(out, dataset, name, flags, seeds, rounds, strategies):
         if r.returncode != 0:  # e.g. a diverged device's NaN update, refused by the server's checks
             return r.stderr.strip().splitlines()[-1]
     s = json.load(open(summary))
-    return {k: v["final_accuracy"]["values"] for k, v in s["strategies"].items()}
+    key = "final_pre_training_accuracy" if METRIC[0] == "pre" else "final_accuracy"
+    return {k: v[key]["values"] for k, v in s["strategies"].items()}
+
+
+METRIC = ["post"]
 
 
 def fmt(values):
@@ -78,12 +85,16 @@ def main():
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--strategies", default="flex,fedavg-dense")
     p.add_argument("--datasets", default="synthetic,digits-raw")
+    p.add_argument("--metric", default="post", choices=["post", "pre"],
+                   help="post: held-out accuracy after local training; pre: of the downloaded model, before it")
     p.add_argument("--extra", default="", help="flags added to every run, e.g. \"--learning-rate 0.1\"")
     p.add_argument("--out", default="sweep-out")
     a = p.parse_args()
+    METRIC[0] = a.metric
     strategies = a.strategies.split(",")
     for dataset in a.datasets.split(","):
         print(f"\n### {dataset}: {' '.join(DATASETS[dataset])}, boards, {a.rounds} rounds, seeds {a.seeds}\n")
+        print(f"metric: {'accuracy of the downloaded model before local training' if a.metric == 'pre' else 'accuracy after local training'}\n")
         print("| setting | " + " | ".join(f"{s} final acc | Δ {s} vs default (paired)" for s in strategies) + " |")
         print("|---|" + "---|---|" * len(strategies))
         base = None

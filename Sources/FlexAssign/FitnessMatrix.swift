@@ -21,6 +21,10 @@ public struct FitnessMatrix: Sendable {
     public let experts: Int
     public var beta: Float
     public var prior: FitnessPrior
+    /// Added to never-measured pairs in the solver's view (`matrix(for:)`) only, not to the start of
+    /// their moving average: an exploration term that makes untried (client, expert) pairs attractive
+    /// until they are measured. 0 = off.
+    public var explorationBonus: Float = 0
     public private(set) var clientIDs: [Int] = []
     private var row: [Int: Int] = [:]
     private var values: [Float] = []
@@ -112,9 +116,10 @@ public struct FitnessMatrix: Sendable {
         return applied
     }
 
-    /// Row-major Q for the given clients (in that order), priors filled in; the solver's input.
+    /// Row-major Q for the given clients (in that order), priors (plus the exploration bonus) filled
+    /// in; the solver's input.
     public func matrix(for clients: [Int]) -> [Float] {
-        let priors = (0..<experts).map { priorValue(expert: $0) }
+        let priors = (0..<experts).map { priorValue(expert: $0) + explorationBonus }
         var out = [Float](repeating: 0, count: clients.count * experts)
         for (i, id) in clients.enumerated() {
             guard let r = row[id] else {

@@ -36,6 +36,8 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     /// Standardise inputs with statistics pooled from the devices (docs/PROTOCOL.md); false hands out
     /// the identity (mean 0, std 1) without waiting for statistics.
     public var standardizeInputs = true
+    /// Added to never-measured (client, expert) pairs when assigning (FitnessMatrix.explorationBonus).
+    public var explorationBonus = 0.0
     /// When devices measure fitness: during local training, or before it with the downloaded weights.
     public var fitnessTiming = FitnessTiming.during
     public var storageDType = DType.int8Block
@@ -57,7 +59,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         case rounds, minClients = "min_clients", roundDeadline = "round_deadline_s", localEpochs = "local_epochs", batch
         case learningRate = "learning_rate", momentum, gradientClip = "gradient_clip"
         case beta, alphaLoss = "alpha_loss", epsilon, fitness, solver
-        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", fitnessTiming = "fitness_timing", storageDType = "storage_dtype"
+        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", storageDType = "storage_dtype"
         case updateDType = "update_dtype", maxReportBytes = "max_report_bytes"
         case listenHost = "listen_host", port, stateDir = "state_dir", tokenFile = "token_file"
         case keepCheckpoints = "keep_checkpoints", seed, maxStrikes = "max_strikes"
@@ -150,6 +152,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         try one(.solver, &solver, [SolverKind.flex, .greedy, .random, .roundRobin, .exact].map { ($0.rawValue, $0) })
         try one(.expertWeighting, &expertWeighting, ExpertWeighting.allCases.map { ($0.rawValue, $0) })
         try real(.clipNorm, &clipNorm)
+        try real(.explorationBonus, &explorationBonus)
         try one(.fitnessTiming, &fitnessTiming, FitnessTiming.allCases.map { ($0.rawValue, $0) })
         if c.contains(.standardizeInputs) {
             guard let b = try? c.decode(Bool.self, forKey: .standardizeInputs) else {

@@ -64,6 +64,7 @@ public final class RoundStateMachine {
         self.logger = logger
         planner = RoundPlanner(experts: config.experts, beta: Float(config.beta), epsilon: config.epsilon,
                                solver: config.solver, seed: config.seed)
+        planner.fitness.explorationBonus = Float(config.explorationBonus)
         aggregator = StreamingAggregator(config: config.model, clipNorm: config.clipNorm)
         statsPool = FeatureStatsPool(features: config.inputDim)
         normalization = try store.loadNormalization()

@@ -113,6 +113,8 @@ public struct SimulationSettings: Sendable {
     public var standardizeInputs = true
     /// When devices measure fitness (the server's `fitness_timing`).
     public var fitnessTiming = FitnessTiming.during
+    /// The server's `exploration_bonus` for never-measured pairs.
+    public var explorationBonus = 0.0
     /// Expert aggregation weight u[c][e] (true) or |D_c| (false).
     public var weightByUsage = true
     /// Dtype of the downloads (the edge's default storage) and of the uploaded deltas.
@@ -342,6 +344,7 @@ public final class Simulation {
         c.updateDType = s.update
         c.standardizeInputs = s.standardizeInputs
         c.fitnessTiming = s.fitnessTiming
+        c.explorationBonus = s.explorationBonus
         c.seed = seed
         return c
     }

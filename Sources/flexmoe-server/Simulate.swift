@@ -61,6 +61,8 @@ struct SimulateCommand: ParsableCommand {
     var standardizeInputs = true
     @Option(help: "When devices measure fitness: during (local training) | before (a forward pass with the downloaded weights).")
     var fitnessTiming = "during"
+    @Option(help: "Added to never-measured (client, expert) pairs when assigning: an exploration term (0: off).")
+    var explorationBonus = 0.0
     @Option(help: "Worker threads (results do not depend on it; default: the number of cores).")
     var threads: Int?
     @Flag(help: "No progress line.")
@@ -113,6 +115,8 @@ struct SimulateCommand: ParsableCommand {
         s.standardizeInputs = standardizeInputs
         guard let timing = FitnessTiming(rawValue: fitnessTiming) else { fail("--fitness-timing during|before") }
         s.fitnessTiming = timing
+        guard explorationBonus >= 0 else { fail("--exploration-bonus ≥ 0") }
+        s.explorationBonus = explorationBonus
         switch expertWeighting {
         case "usage": s.weightByUsage = true
         case "samples": s.weightByUsage = false
