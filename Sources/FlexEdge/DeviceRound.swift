@@ -86,6 +86,12 @@ public enum DeviceRound {
         let report = device.withSplit(test: false) { x, y in trainer.train(features: x, labels: y, random: &random) }
         let measured = before ?? report.experts
         let test = device.testCount > 0 ? device.withSplit(test: true) { x, y in trainer.evaluate(features: x, labels: y) } : nil
+        // A diverged update is never sent (the server would refuse it, and quantising NaN has no meaning).
+        for p in trainer.extractor.parameters + assigned.indices.flatMap({ trainer.experts[$0].parameters }) {
+            for i in 0..<p.count where !p.value[i].isFinite {
+                throw .diverged("a parameter of shape \(p.shape.rows)x\(p.shape.cols) is \(p.value[i].isNaN ? "NaN" : "infinite")")
+            }
+        }
         trainer.storeGate(into: device.gate)
 
         let fields = ReportFields(clientId: clientId, samples: device.trainCount, loss: Double(report.lastEpochLoss),

@@ -10,6 +10,8 @@ public enum EdgeError: Error {
     case http(status: Int, message: String)
     case protocolViolation(String)
     case data(String)
+    /// Local training produced non-finite weights; the round's update is not sent.
+    case diverged(String)
     case stopped
 
     public var message: String {
@@ -23,6 +25,9 @@ public enum EdgeError: Error {
         case .http(let status, let message): return "server answered \(status): \(message)"
         case .protocolViolation(let what): return "protocol: \(what)"
         case .data(let what): return "data: \(what)"
+        case .diverged(let what):
+            return "local training diverged (\(what)); the update is not sent and this device misses the round"
+                + " (a smaller learning_rate or a gradient_clip on the server avoids it)"
         case .stopped: return "stopped by signal"
         }
     }

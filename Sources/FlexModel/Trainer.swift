@@ -209,14 +209,16 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
             _ = Ops.softmaxRow(pr, n: kc)
             let tr = tp + r * k
             if !freezeRouting {
-                // top-k by descending probability, lowest index first on ties
+                // top-k by descending probability, lowest index first on ties; always k distinct
+                // slots, even when a diverged gate gives NaN probabilities (they never compare
+                // greater, so the lowest free slot is kept instead of none).
                 for s in 0..<k {
                     var best = -1
-                    var bestP: Float = -1
+                    var bestP: Float = 0
                     for c in 0..<kc {
                         var taken = false
                         for q in 0..<s where Int(tr[q]) == c { taken = true }
-                        if !taken && pr[c] > bestP { bestP = pr[c]; best = c }
+                        if !taken && (best < 0 || pr[c] > bestP) { bestP = pr[c]; best = c }
                     }
                     tr[s] = Int32(best)
                 }

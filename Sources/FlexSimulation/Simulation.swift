@@ -140,6 +140,9 @@ public struct SimulationRound: Sendable {
     public var testAccuracy: Double
     /// Mean over devices of the held-out accuracy of the downloaded model before local training.
     public var preTestAccuracy: Double = 0
+    /// Devices that missed this round: the server refused their report, or their training diverged
+    /// and they sent none.
+    public var missedReports = 0
     /// Mean over devices of the last local epoch's training loss and accuracy.
     public var trainLoss: Double
     public var trainAccuracy: Double
@@ -326,7 +329,9 @@ public final class Simulation {
         c.topK = dense ? 1 : s.topK
         c.rounds = s.rounds
         c.minClients = s.clients
-        c.roundDeadline = 1e9  // the simulated clock never reaches it: every device reports
+        // Reached only when the server refused a report: the round then closes without that device,
+        // as the live server's deadline closes it.
+        c.roundDeadline = 60
         c.localEpochs = s.localEpochs
         c.batch = s.batch
         c.learningRate = Double(s.learningRate)
@@ -411,24 +416,36 @@ public final class Simulation {
             let job = RoundJob(machine: machine, devices: sims, messages: messages, tickets: tickets, workspaces: workspaces)
             let results = try job.run()
 
-            // The server folds the reports in client order (deterministic); the last one closes the round.
+            // The server folds the accepted reports in client order (deterministic); the last one closes the
+            // round. Refused reports release their place; the deadline then closes the round without them.
+            var missed = 0
             for (i, result) in results.enumerated() {
-                _ = try machine.finishReport(tickets[i], result.report, now: clock)
+                switch result.report {
+                case .success(let report): _ = try machine.finishReport(tickets[i], report, now: clock)
+                case .failure: machine.abandonReport(tickets[i]); missed += 1
+                }
+            }
+            if machine.phase == .open {
+                clock += config.roundDeadline
+                machine.tick(now: clock)
             }
             guard let record = machine.lastRound, record.round == r else { throw SimulationError("round \(r) did not close") }
-            let n = Double(sims.count)
-            let tests = results.compactMap { $0.fields.testAccuracy }
-            let preTests = results.compactMap { $0.fields.preTestAccuracy }
+            // Device metrics over the accepted reports; bytes over every device that sent one.
+            let accepted = results.filter { if case .success = $0.report { return true } else { return false } }
+            let n = Double(sims.count), m = Double(max(accepted.count, 1))
+            let tests = accepted.compactMap { $0.fields?.testAccuracy }
+            let preTests = accepted.compactMap { $0.fields?.preTestAccuracy }
             var row = SimulationRound(strategy: strategy, seed: seed, round: r,
                                       testAccuracy: tests.isEmpty ? 0 : tests.reduce(0, +) / Double(tests.count),
-                                      trainLoss: results.map(\.fields.loss).reduce(0, +) / n,
-                                      trainAccuracy: results.map(\.fields.accuracy).reduce(0, +) / n,
+                                      trainLoss: accepted.compactMap { $0.fields?.loss }.reduce(0, +) / m,
+                                      trainAccuracy: accepted.compactMap { $0.fields?.accuracy }.reduce(0, +) / m,
                                       load: record.expertLoad, cv: dense ? 0 : record.loadCV,
                                       maxOverMean: dense ? 1 : record.maxOverMean, relaxationSteps: record.relaxationSteps,
                                       bytesUp: Double(results.map(\.bytesUp).reduce(0, +)) / n,
                                       bytesDown: Double(results.map(\.bytesDown).reduce(0, +)) / n,
                                       seconds: Date().timeIntervalSince(start))
             row.preTestAccuracy = preTests.isEmpty ? 0 : preTests.reduce(0, +) / Double(preTests.count)
+            row.missedReports = missed
             rounds.append(row)
             progress(row)
         }
@@ -443,8 +460,12 @@ public final class Simulation {
 /// does); reports are checked by its pure `validate` in the workers and folded afterwards in order.
 final class RoundJob: @unchecked Sendable {
     struct DeviceResult {
-        var report: ValidatedReport
-        var fields: ReportFields
+        /// The report as the server accepted it, or why there is none: the server's refusal, or a
+        /// device whose training diverged and sent nothing. Either way the device misses the round,
+        /// as with the live server.
+        var report: Result<ValidatedReport, ProtocolError>
+        /// What the device measured (nil when it sent nothing).
+        var fields: ReportFields?
         var bytesUp: Int
         var bytesDown: Int
     }
@@ -502,14 +523,20 @@ final class RoundJob: @unchecked Sendable {
             if sent { down += bytes.count }
             return bytes.count
         }
-        let outcome = try DeviceRound.run(messages[i], clientId: dev.clientId, device: dev.state, workspace: ws,
+        let outcome: DeviceRound.Outcome
+        do {
+            outcome = try DeviceRound.run(messages[i], clientId: dev.clientId, device: dev.state, workspace: ws,
                                           random: &dev.random, fetch: fetch)
+        } catch .diverged(let what) {
+            return DeviceResult(report: .failure(.invalidUpdate("not sent: training diverged (\(what))")), fields: nil,
+                                bytesUp: 0, bytesDown: down)
+        }
         let body = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(ws.report)[0..<outcome.reportBytes])
         let validated = Result { () throws(ProtocolError) -> ValidatedReport in
             let (fields, ranges) = try ReportValidator.fields(body)
             return try RoundStateMachine.validate(body, fields: fields, containers: ranges, ticket: tickets[i],
                                                   decompressor: ws.decompressor)
         }
-        return DeviceResult(report: try validated.get(), fields: outcome.fields, bytesUp: outcome.reportBytes, bytesDown: down)
+        return DeviceResult(report: validated, fields: outcome.fields, bytesUp: outcome.reportBytes, bytesDown: down)
     }
 }

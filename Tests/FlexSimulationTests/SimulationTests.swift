@@ -129,3 +129,21 @@ final class ElementCounter: NSObject, XMLParserDelegate {
         counts[name, default: 0] += 1
     }
 }
+
+@Suite struct MissedReportTests {
+    /// A device whose training diverges (NaN/Inf weights) sends no update and misses the round (the
+    /// deadline closes it, as on the live server); the run goes on and the model stays finite.
+    @Test func divergedDevicesMissTheRoundAndTheRunGoesOn() throws {
+        var s = smallSettings(strategies: [.flex], rounds: 2)
+        s.clients = 6
+        s.learningRate = 1e30
+        s.gradientClip = 0
+        let simulation = try Simulation(settings: s)
+        let rows = try simulation.run()
+        #expect(rows.count == 2)
+        #expect(rows.allSatisfy { $0.missedReports > 0 })
+        for r in rows { #expect(r.trainLoss.isFinite || r.missedReports == s.clients) }
+        let model = simulation.finalModels[0]
+        #expect(model.extractor.allSatisfy(\.isFinite) && model.experts.allSatisfy { $0.allSatisfy(\.isFinite) })
+    }
+}
