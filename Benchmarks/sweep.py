@@ -52,6 +52,8 @@ STAGES = {
     # Ablation: an exploration term for never-measured pairs (run with --metric pre).
     "exploration": [("no exploration bonus (default)", [])]
     + [(f"exploration bonus {b}", ["--exploration-bonus", str(b)]) for b in [0.05, 0.2, 1.0]],
+    # Ablation: how the device's own gate starts (run with --metric pre).
+    "gate": [("gate random (default)", []), ("gate zero", ["--gate-init", "zero"])],
     # Ablation: when devices measure fitness (issue #12); run with --strategies flex,greedy,random.
     "fitness": [("fitness during training (default)", []), ("fitness before training", ["--fitness-timing", "before"])],
 }

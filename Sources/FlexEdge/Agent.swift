@@ -77,7 +77,7 @@ public final class EdgeAgent {
         // The device's random stream starts here: gate initialisation, then every round's shuffles and
         // stochastic rounding (the simulator's device i draws the same stream).
         random = FlexRandom(seed: options.seed &+ UInt64(shard.client))
-        let rt = try EdgeRuntime(plan: plan, shard: shard, random: &random)
+        let rt = try EdgeRuntime(plan: plan, shard: shard, random: &random, gateInit: settings.options.gateInit)
         var training = settings.options
         training.batchSize = plan.batch
         rt.workspace.trainer.options = training
@@ -288,6 +288,7 @@ extension RegisterReply {
     public var trainingOptions: TrainingOptions {
         TrainingOptions(learningRate: Float(learningRate), momentum: Float(momentum), weightDecay: 0, batchSize: batch,
                         epochs: localEpochs, fitness: fitness == .loss ? .loss(alpha: Float(alphaLoss)) : .accuracy,
-                        gradientClip: Float(gradientClip), fitnessTiming: fitnessBeforeTraining ? .before : .during)
+                        gradientClip: Float(gradientClip), fitnessTiming: fitnessBeforeTraining ? .before : .during,
+                        gateInit: gateZeroInit ? .zero : .random)
     }
 }

@@ -22,7 +22,7 @@ public final class DeviceState {
 
     /// Copies the local data (`train`, then the held-out `test` rows) into the arena.
     public init(plan: DevicePlan, train: borrowing Dataset, test: borrowing Dataset, arena: Arena,
-                random: inout FlexRandom) throws(EdgeError) {
+                random: inout FlexRandom, gateInit: GateInit = .random) throws(EdgeError) {
         self.arena = arena
         let c = plan.config
         if train.dim != c.inputDim || (test.count > 0 && test.dim != c.inputDim) {
@@ -49,7 +49,7 @@ public final class DeviceState {
         }
         for i in 0..<train.count { labels[i] = train.labels[i] }
         for i in 0..<test.count { labels[train.count + i] = test.labels[i] }
-        gate.initialise(random: &random)
+        gate.initialise(random: &random, mode: gateInit)
     }
 
     /// The statistics of the training rows, per feature, as the protocol sends them (docs/PROTOCOL.md

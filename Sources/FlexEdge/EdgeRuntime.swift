@@ -12,12 +12,14 @@ public final class EdgeRuntime {
     public let workspace: RoundWorkspace
     public let device: DeviceState
 
-    public init(plan: DevicePlan, shard: borrowing ClientShard, random: inout FlexRandom) throws(EdgeError) {
+    public init(plan: DevicePlan, shard: borrowing ClientShard, random: inout FlexRandom,
+                gateInit: GateInit = .random) throws(EdgeError) {
         self.plan = plan
         let arena: Arena
         do throws(ArenaError) { arena = try Arena(capacity: plan.book.total) } catch { throw .arena(error) }
         self.arena = arena
         workspace = try RoundWorkspace(plan: plan, arena: arena)
-        device = try DeviceState(plan: plan, train: shard.train, test: shard.test, arena: arena, random: &random)
+        device = try DeviceState(plan: plan, train: shard.train, test: shard.test, arena: arena, random: &random,
+                                 gateInit: gateInit)
     }
 }

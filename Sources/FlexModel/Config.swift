@@ -81,6 +81,8 @@ public struct TrainingOptions: Sendable, Equatable {
     /// training (`during`), or in one forward-only pass over the training data with the downloaded
     /// weights, before the device adapts them (`before`: says which global expert suits the device).
     public var fitnessTiming: FitnessTiming = .during
+    /// How the device's own gate starts (applied when the device sets up, not per round).
+    public var gateInit: GateInit = .random
 
     /// Local-training defaults for federated rounds (server config, devices, simulator), on inputs
     /// standardised with federated statistics. Chosen by `Benchmarks/sweep.py` (docs/RESULTS.md,
@@ -92,9 +94,11 @@ public struct TrainingOptions: Sendable, Equatable {
 
     public init(learningRate: Float = 0.05, momentum: Float = 0.9, weightDecay: Float = 0,
                 batchSize: Int = 32, epochs: Int = 1, fitness: FitnessVariant = .accuracy,
-                fitnessSource: FitnessSource = .expertOutput, gradientClip: Float = 0, fitnessTiming: FitnessTiming = .during) {
+                fitnessSource: FitnessSource = .expertOutput, gradientClip: Float = 0, fitnessTiming: FitnessTiming = .during,
+                gateInit: GateInit = .random) {
         self.gradientClip = gradientClip
         self.fitnessTiming = fitnessTiming
+        self.gateInit = gateInit
         self.learningRate = learningRate
         self.momentum = momentum
         self.weightDecay = weightDecay

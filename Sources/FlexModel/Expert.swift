@@ -41,9 +41,19 @@ public final class ClientGate {
         bg = memory.floats(Shape(vector: config.experts), .gate)
     }
 
-    public func initialise(random: inout FlexRandom) {
+    /// `.random`: He-initialised columns; `.zero`: every column 0, so each expert starts with the same
+    /// logit and a newly assigned expert competes evenly with the ones the gate has learned.
+    public func initialise(random: inout FlexRandom, mode: GateInit = .random) {
         let sigma = (2.0 / Double(Wg.shape.rows)).squareRoot()
-        for i in 0..<Wg.count { Wg[i] = Float(random.nextGaussian() * sigma) }
+        for i in 0..<Wg.count {
+            let w = Float(random.nextGaussian() * sigma)  // drawn either way: the random stream is the same
+            Wg[i] = mode == .random ? w : 0
+        }
         bg.fill(0)
     }
+}
+
+/// How a device's own gate starts (`TrainingOptions.gateInit`).
+public enum GateInit: String, Sendable, CaseIterable {
+    case random, zero
 }

@@ -40,6 +40,8 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     public var explorationBonus = 0.0
     /// When devices measure fitness: during local training, or before it with the downloaded weights.
     public var fitnessTiming = FitnessTiming.during
+    /// How devices initialise their own gate: random (He) or zero (every expert starts even).
+    public var gateInit = GateInit.random
     public var storageDType = DType.int8Block
     public var updateDType = DType.int8Block
     public var maxReportBytes = 0
@@ -59,7 +61,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         case rounds, minClients = "min_clients", roundDeadline = "round_deadline_s", localEpochs = "local_epochs", batch
         case learningRate = "learning_rate", momentum, gradientClip = "gradient_clip"
         case beta, alphaLoss = "alpha_loss", epsilon, fitness, solver
-        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", storageDType = "storage_dtype"
+        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", gateInit = "gate_init", storageDType = "storage_dtype"
         case updateDType = "update_dtype", maxReportBytes = "max_report_bytes"
         case listenHost = "listen_host", port, stateDir = "state_dir", tokenFile = "token_file"
         case keepCheckpoints = "keep_checkpoints", seed, maxStrikes = "max_strikes"
@@ -154,6 +156,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         try real(.clipNorm, &clipNorm)
         try real(.explorationBonus, &explorationBonus)
         try one(.fitnessTiming, &fitnessTiming, FitnessTiming.allCases.map { ($0.rawValue, $0) })
+        try one(.gateInit, &gateInit, GateInit.allCases.map { ($0.rawValue, $0) })
         if c.contains(.standardizeInputs) {
             guard let b = try? c.decode(Bool.self, forKey: .standardizeInputs) else {
                 throw ServerError.config("'standardize_inputs' must be true or false")
@@ -183,6 +186,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
 /// FlexWire's `FitnessKind` (accuracy | loss) as a config value.
 extension FitnessKind: Codable {}
 extension FitnessTiming: Codable {}
+extension GateInit: Codable {}
 
 /// The weight of a client's expert delta in the aggregate: its usage u[c][e] or its sample count |D_c|.
 public enum ExpertWeighting: String, Codable, Sendable, CaseIterable {

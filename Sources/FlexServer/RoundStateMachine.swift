@@ -136,7 +136,8 @@ public final class RoundStateMachine {
                              classes: c.classes, experts: c.experts, topK: c.topK, localEpochs: c.localEpochs, batch: c.batch,
                              learningRate: c.learningRate, momentum: c.momentum, gradientClip: c.gradientClip,
                              fitness: c.fitness, alphaLoss: c.alphaLoss, updateDType: c.update,
-                             normalizationReady: normalization != nil, fitnessBeforeTraining: c.fitnessTiming == .before)
+                             normalizationReady: normalization != nil, fitnessBeforeTraining: c.fitnessTiming == .before,
+                             gateZeroInit: c.gateInit == .zero)
     }
 
     func markActive(_ c: Int) {

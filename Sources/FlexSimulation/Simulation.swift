@@ -115,6 +115,8 @@ public struct SimulationSettings: Sendable {
     public var fitnessTiming = FitnessTiming.during
     /// The server's `exploration_bonus` for never-measured pairs.
     public var explorationBonus = 0.0
+    /// The server's `gate_init`: how devices initialise their own gate.
+    public var gateInit = GateInit.random
     /// Expert aggregation weight u[c][e] (true) or |D_c| (false).
     public var weightByUsage = true
     /// Dtype of the downloads (the edge's default storage) and of the uploaded deltas.
@@ -350,6 +352,7 @@ public final class Simulation {
         c.standardizeInputs = s.standardizeInputs
         c.fitnessTiming = s.fitnessTiming
         c.explorationBonus = s.explorationBonus
+        c.gateInit = s.gateInit
         c.seed = seed
         return c
     }
@@ -377,7 +380,8 @@ public final class Simulation {
             let arena = try Arena(capacity: DevicePlan.deviceBook(config: model, storage: s.storage, slots: kc,
                                                                  samples: dev.train.dataset.count + dev.test.dataset.count).total)
             var random = FlexRandom(seed: seed &+ UInt64(c))
-            let state = try DeviceState(plan: plan, train: dev.train.dataset, test: dev.test.dataset, arena: arena, random: &random)
+            let state = try DeviceState(plan: plan, train: dev.train.dataset, test: dev.test.dataset, arena: arena, random: &random,
+                                        gateInit: reply!.trainingOptions.gateInit)
             sims.append(SimDevice(clientId: reply!.clientId, identity: identity, state: state, random: random))
         }
         // Workers: one round workspace each (trainer and buffers for the largest k_c), set up from the

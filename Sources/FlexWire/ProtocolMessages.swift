@@ -85,17 +85,21 @@ public struct RegisterReply: Equatable, Sendable {
     /// Fitness measured in a forward pass before local training (`fitness_timing=before`) rather
     /// than during it (`during`, the default when the field is absent).
     public var fitnessBeforeTraining: Bool
+    /// The device's own gate starts at zero (`gate_init=zero`) rather than random (`random`, the
+    /// default when the field is absent).
+    public var gateZeroInit: Bool
 
     public init(clientId: Int, round: Int, inputDim: Int, hidden: Int, expertHidden: Int, classes: Int, experts: Int,
                 topK: Int, localEpochs: Int, batch: Int, learningRate: Double, momentum: Double, gradientClip: Double,
                 fitness: FitnessKind, alphaLoss: Double, updateDType: DType, normalizationReady: Bool,
-                fitnessBeforeTraining: Bool = false) {
+                fitnessBeforeTraining: Bool = false, gateZeroInit: Bool = false) {
         self.clientId = clientId; self.round = round; self.inputDim = inputDim; self.hidden = hidden
         self.expertHidden = expertHidden; self.classes = classes; self.experts = experts; self.topK = topK
         self.localEpochs = localEpochs; self.batch = batch; self.learningRate = learningRate; self.momentum = momentum
         self.gradientClip = gradientClip; self.fitness = fitness; self.alphaLoss = alphaLoss; self.updateDType = updateDType
         self.normalizationReady = normalizationReady
         self.fitnessBeforeTraining = fitnessBeforeTraining
+        self.gateZeroInit = gateZeroInit
     }
 
     public func message() -> SmallMessage {
@@ -118,6 +122,7 @@ public struct RegisterReply: Equatable, Sendable {
         m.set("update_dtype", updateDType.name)
         m.set("normalization", normalizationReady ? "ready" : "pending")
         m.set("fitness_timing", fitnessBeforeTraining ? "before" : "during")
+        m.set("gate_init", gateZeroInit ? "zero" : "random")
         return m
     }
 
@@ -149,6 +154,9 @@ public struct RegisterReply: Equatable, Sendable {
         let t = m["fitness_timing"] ?? "during"
         guard t == "before" || t == "during" else { throw .badValue("fitness_timing", t) }
         fitnessBeforeTraining = t == "before"
+        let g = m["gate_init"] ?? "random"
+        guard g == "random" || g == "zero" else { throw .badValue("gate_init", g) }
+        gateZeroInit = g == "zero"
     }
 }
 

@@ -63,6 +63,8 @@ struct SimulateCommand: ParsableCommand {
     var fitnessTiming = "during"
     @Option(help: "Added to never-measured (client, expert) pairs when assigning: an exploration term (0: off).")
     var explorationBonus = 0.0
+    @Option(help: "How devices initialise their own gate: random | zero (every expert starts even).")
+    var gateInit = "random"
     @Option(help: "Worker threads (results do not depend on it; default: the number of cores).")
     var threads: Int?
     @Flag(help: "No progress line.")
@@ -117,6 +119,8 @@ struct SimulateCommand: ParsableCommand {
         s.fitnessTiming = timing
         guard explorationBonus >= 0 else { fail("--exploration-bonus ≥ 0") }
         s.explorationBonus = explorationBonus
+        guard let g = GateInit(rawValue: gateInit) else { fail("--gate-init random|zero") }
+        s.gateInit = g
         switch expertWeighting {
         case "usage": s.weightByUsage = true
         case "samples": s.weightByUsage = false

@@ -27,3 +27,16 @@ import Testing
         #expect(trainer.measureFitness(features: data.features, labels: data.labels) == measured)
     }
 }
+
+@Suite struct GateInitTests {
+    @Test func aZeroGateStartsEveryExpertEvenAndDrawsTheSameRandomStream() {
+        let config = MoEConfig(inputDim: 4, hidden: 6, expertHidden: 4, classes: 3, experts: 5, topK: 2)
+        let zero = ClientGate(config), random = ClientGate(config)
+        var a = FlexRandom(seed: 9), b = FlexRandom(seed: 9)
+        zero.initialise(random: &a, mode: .zero)
+        random.initialise(random: &b)
+        #expect((0..<zero.Wg.count).allSatisfy { zero.Wg[$0] == 0 })
+        #expect((0..<random.Wg.count).contains { random.Wg[$0] != 0 })
+        #expect(a.nextInt(below: 1_000_000) == b.nextInt(below: 1_000_000), "later draws do not depend on the mode")
+    }
+}
