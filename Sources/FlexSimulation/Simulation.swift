@@ -528,10 +528,11 @@ final class RoundJob: @unchecked Sendable {
             return bytes.count
         }
         let outcome: DeviceRound.Outcome
-        do {
+        do throws(EdgeError) {
             outcome = try DeviceRound.run(messages[i], clientId: dev.clientId, device: dev.state, workspace: ws,
                                           random: &dev.random, fetch: fetch)
-        } catch .diverged(let what) {
+        } catch {
+            guard case .diverged(let what) = error else { throw error }
             return DeviceResult(report: .failure(.invalidUpdate("not sent: training diverged (\(what))")), fields: nil,
                                 bytesUp: 0, bytesDown: down)
         }
