@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 
-BIN = ".build-sim-release/release/flexmoe-server"
+BIN = os.environ.get("FLEXMOE_SERVER", ".build-sim-release/release/flexmoe-server")
 
 SYNTHETIC = ["--dataset", "synthetic", "--clients", "64", "--experts", "16"]
 DIGITS_RAW = ["--dataset", "csv:Benchmarks/data/digits-raw.csv", "--clients", "32", "--experts", "8"]
@@ -56,6 +56,9 @@ STAGES = {
     "gate": [("gate random (default)", []), ("gate zero", ["--gate-init", "zero"])],
     # Ablation: when devices measure fitness (issue #12); run with --strategies flex,greedy,random.
     "fitness": [("fitness during training (default)", []), ("fitness before training", ["--fitness-timing", "before"])],
+    # Ablation: an always-on shared expert (expert 0 in every device's model, beside the routed ones);
+    # run with --strategies flex,greedy,random,fedavg-dense-matched (dense ignores the flag: a reference).
+    "shared": [("routed experts only (default)", []), ("shared expert", ["--shared-expert"])],
 }
 
 

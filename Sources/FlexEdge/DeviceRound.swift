@@ -37,6 +37,9 @@ public enum DeviceRound {
             || assigned.contains(where: { $0 < 0 || $0 >= config.experts }) {
             throw .protocolViolation("assignment \(assigned) does not fit this device (k_c \(min(trainer.capacity, device.cache.slotCount)))")
         }
+        if trainer.options.sharedExpert && assigned[0] != 0 {
+            throw .protocolViolation("assignment \(assigned) does not start with the shared expert 0")
+        }
         let hitsBefore = device.cache.counters.hits, missesBefore = device.cache.counters.misses
 
         // Inputs are standardised with the federation's statistics before anything is trained.

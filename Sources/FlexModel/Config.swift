@@ -83,6 +83,9 @@ public struct TrainingOptions: Sendable, Equatable {
     public var fitnessTiming: FitnessTiming = .during
     /// How the device's own gate starts (applied when the device sets up, not per round).
     public var gateInit: GateInit = .random
+    /// Slot 0 holds an always-on shared expert: every sample goes through it with weight 1, beside
+    /// the top-k of the routed slots 1..<k_c (the server assigns it to every device).
+    public var sharedExpert = false
 
     /// Local-training defaults for federated rounds (server config, devices, simulator), on inputs
     /// standardised with federated statistics. Chosen by `Benchmarks/sweep.py` (docs/RESULTS.md,
@@ -95,7 +98,8 @@ public struct TrainingOptions: Sendable, Equatable {
     public init(learningRate: Float = 0.05, momentum: Float = 0.9, weightDecay: Float = 0,
                 batchSize: Int = 32, epochs: Int = 1, fitness: FitnessVariant = .accuracy,
                 fitnessSource: FitnessSource = .expertOutput, gradientClip: Float = 0, fitnessTiming: FitnessTiming = .during,
-                gateInit: GateInit = .random) {
+                gateInit: GateInit = .random, sharedExpert: Bool = false) {
+        self.sharedExpert = sharedExpert
         self.gradientClip = gradientClip
         self.fitnessTiming = fitnessTiming
         self.gateInit = gateInit

@@ -43,8 +43,10 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
 
     /// Active slots k_c (set by `assign`).
     public private(set) var activeSlots: Int
-    /// Effective top-k = min(config.topK, k_c).
-    public var topK: Int { min(config.topK, activeSlots) }
+    /// Effective top-k over the routed slots = min(config.topK, k_c − shared slots).
+    public var topK: Int { min(config.topK, activeSlots - sharedSlots) }
+    /// 1 when slot 0 is an always-on shared expert (`options.sharedExpert`), else 0.
+    public var sharedSlots: Int { options.sharedExpert && activeSlots > 0 ? 1 : 0 }
 
     /// When true, the forward pass reuses the previous pass's top-k choice (gradient checks).
     public var freezeRouting = false
@@ -197,16 +199,24 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
     public func forward(_ x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, rows: Int, gradient: Bool) -> Float {
         precondition(rows >= 1 && rows <= maxBatch)
         let h = config.hidden, f = config.expertHidden, K = config.classes
-        let kc = activeSlots, cap = capacity, k = topK
+        let kc = activeSlots, cap = capacity, k = topK, first = sharedSlots
         extractor.forward(x, rows: rows, z: z.ptr)
         let zp = z.ptr, pp = probs.ptr, tp = top.ptr, wp = weights.ptr
-        // gate over the assigned experts
+        // gate over the assigned experts (a shared slot 0 is never routed: its column is unused)
         Ops.gemm(false, false, m: rows, n: kc, k: h, zp, h, gateW.value.ptr, cap, pp, cap)
         Ops.addBias(pp, rows: rows, n: kc, ld: cap, bias: gateB.value.ptr)
         for s in 0..<kc { slots[s].count = 0 }
         for r in 0..<rows {
             let pr = pp + r * cap
-            _ = Ops.softmaxRow(pr, n: kc)
+            if first > 0 {
+                // every row goes to the shared expert with weight 1 (position −1 marks it)
+                let slot = slots[0]
+                slot.rows[slot.count] = Int32(r)
+                slot.position[slot.count] = -1
+                slot.count += 1
+            }
+            if k == 0 { continue }
+            _ = Ops.softmaxRow(pr + first, n: kc - first)
             let tr = tp + r * k
             if !freezeRouting {
                 // top-k by descending probability, lowest index first on ties; always k distinct
@@ -215,7 +225,7 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
                 for s in 0..<k {
                     var best = -1
                     var bestP: Float = 0
-                    for c in 0..<kc {
+                    for c in first..<kc {
                         var taken = false
                         for q in 0..<s where Int(tr[q]) == c { taken = true }
                         if !taken && (best < 0 || pr[c] > bestP) { bestP = pr[c]; best = c }
@@ -250,7 +260,7 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
             Ops.addBias(ye, rows: n, n: K, ld: K, bias: e.a2.value.ptr)
             for i in 0..<n {
                 let r = Int(rp[i])
-                let we = wp[r * k + Int(pos[i])]
+                let we: Float = pos[i] < 0 ? 1 : wp[r * k + Int(pos[i])]
                 let out = lp + r * K, src = ye + i * K
                 for j in 0..<K { out[j] += we * src[j] }
             }
@@ -301,7 +311,7 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
     /// parameter's `grad` (extractor, gate, active experts).
     public func backward(_ x: UnsafePointer<Float>, rows: Int) {
         let h = config.hidden, f = config.expertHidden, K = config.classes
-        let kc = activeSlots, cap = capacity, k = topK
+        let kc = activeSlots, cap = capacity, k = topK, first = sharedSlots
         let dzp = dz.ptr, dl = dlogits.ptr, wp = weights.ptr, dwp = dweights.ptr
         for i in 0..<(rows * h) { dzp[i] = 0 }
         for s in 0..<kc {
@@ -315,12 +325,12 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
             let rp = slot.rows.ptr, pos = slot.position.ptr
             let dyp = dy.ptr, dhp = dh.ptr, dzrp = dzr.ptr
             for i in 0..<n {
-                let r = Int(rp[i]), q = r * k + Int(pos[i])
-                let we = wp[q]
+                let r = Int(rp[i]), shared = pos[i] < 0, q = r * k + Int(pos[i])
+                let we: Float = shared ? 1 : wp[q]
                 let g = dl + r * K, out = dyp + i * K, yrow = ye + i * K
                 var dot: Float = 0
                 for j in 0..<K { out[j] = g[j] * we; dot += g[j] * yrow[j] }
-                dwp[q] = dot
+                if !shared { dwp[q] = dot }
             }
             Ops.gemm(true, false, m: f, n: K, k: n, ar, f, dyp, K, e.A2.grad.ptr, K)
             Ops.columnSums(dyp, rows: n, n: K, into: e.a2.grad.ptr)
@@ -352,13 +362,15 @@ public final class LocalTrainer<Extractor: FeatureExtractor> {
         let pp = probs.ptr, dgp = dg.ptr, tp = top.ptr, dpp = dp.ptr
         for r in 0..<rows {
             let pr = pp + r * cap, tr = tp + r * k, dgr = dgp + r * cap
+            for c in 0..<kc { dgr[c] = 0 }  // the shared slot's column (and every column when k = 0)
+            if k == 0 { continue }
             var ptop: Float = 0, sdw: Float = 0
             for s in 0..<k { ptop += pr[Int(tr[s])]; sdw += dwp[r * k + s] * wp[r * k + s] }
             for c in 0..<kc { dpp[c] = 0 }
             for s in 0..<k { dpp[Int(tr[s])] = (dwp[r * k + s] - sdw) / ptop }
             var dot: Float = 0
-            for c in 0..<kc { dot += dpp[c] * pr[c] }
-            for c in 0..<kc { dgr[c] = pr[c] * (dpp[c] - dot) }
+            for c in first..<kc { dot += dpp[c] * pr[c] }
+            for c in first..<kc { dgr[c] = pr[c] * (dpp[c] - dot) }
         }
         gateW.grad.fill(0); gateB.grad.fill(0)
         Ops.gemm(true, false, m: h, n: kc, k: rows, z.ptr, h, dgp, cap, gateW.grad.ptr, cap)

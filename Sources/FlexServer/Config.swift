@@ -42,6 +42,8 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     public var fitnessTiming = FitnessTiming.during
     /// How devices initialise their own gate: random (He) or zero (every expert starts even).
     public var gateInit = GateInit.random
+    /// Expert 0 is an always-on shared expert every device holds beside its routed experts.
+    public var sharedExpert = false
     public var storageDType = DType.int8Block
     public var updateDType = DType.int8Block
     public var maxReportBytes = 0
@@ -61,7 +63,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         case rounds, minClients = "min_clients", roundDeadline = "round_deadline_s", localEpochs = "local_epochs", batch
         case learningRate = "learning_rate", momentum, gradientClip = "gradient_clip"
         case beta, alphaLoss = "alpha_loss", epsilon, fitness, solver
-        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", gateInit = "gate_init", storageDType = "storage_dtype"
+        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", gateInit = "gate_init", sharedExpert = "shared_expert", storageDType = "storage_dtype"
         case updateDType = "update_dtype", maxReportBytes = "max_report_bytes"
         case listenHost = "listen_host", port, stateDir = "state_dir", tokenFile = "token_file"
         case keepCheckpoints = "keep_checkpoints", seed, maxStrikes = "max_strikes"
@@ -157,12 +159,14 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         try real(.explorationBonus, &explorationBonus)
         try one(.fitnessTiming, &fitnessTiming, FitnessTiming.allCases.map { ($0.rawValue, $0) })
         try one(.gateInit, &gateInit, GateInit.allCases.map { ($0.rawValue, $0) })
-        if c.contains(.standardizeInputs) {
-            guard let b = try? c.decode(Bool.self, forKey: .standardizeInputs) else {
-                throw ServerError.config("'standardize_inputs' must be true or false")
+        for (key, value) in [(CodingKeys.standardizeInputs, \ServerConfig.standardizeInputs), (.sharedExpert, \.sharedExpert)]
+        where c.contains(key) {
+            guard let b = try? c.decode(Bool.self, forKey: key) else {
+                throw ServerError.config("'\(key.rawValue)' must be true or false")
             }
-            standardizeInputs = b
+            self[keyPath: value] = b
         }
+        if sharedExpert && experts < 2 { throw ServerError.config("'shared_expert' needs 'experts' ≥ 2") }
         let dtypes = DType.allCases.map { ($0.name, $0) }
         try one(.storageDType, &storageDType, dtypes); try one(.updateDType, &updateDType, dtypes)
         try int(.maxReportBytes, &maxReportBytes)

@@ -63,7 +63,7 @@ public final class RoundStateMachine {
         self.store = store
         self.logger = logger
         planner = RoundPlanner(experts: config.experts, beta: Float(config.beta), epsilon: config.epsilon,
-                               solver: config.solver, seed: config.seed)
+                               solver: config.solver, seed: config.seed, sharedExpert: config.sharedExpert)
         planner.fitness.explorationBonus = Float(config.explorationBonus)
         aggregator = StreamingAggregator(config: config.model, clipNorm: config.clipNorm)
         statsPool = FeatureStatsPool(features: config.inputDim)
@@ -137,7 +137,7 @@ public final class RoundStateMachine {
                              learningRate: c.learningRate, momentum: c.momentum, gradientClip: c.gradientClip,
                              fitness: c.fitness, alphaLoss: c.alphaLoss, updateDType: c.update,
                              normalizationReady: normalization != nil, fitnessBeforeTraining: c.fitnessTiming == .before,
-                             gateZeroInit: c.gateInit == .zero)
+                             gateZeroInit: c.gateInit == .zero, sharedExpert: c.sharedExpert)
     }
 
     func markActive(_ c: Int) {
@@ -316,19 +316,20 @@ public final class RoundStateMachine {
         let E = config.experts
         let capacity = ids.map { min(clients[$0]?.kc ?? 1, E) }
         let sizes = ids.map { clients[$0]?.samples ?? 1 }
-        let (result, failure) = planner.assign(round: round + 1, clients: ids, capacity: capacity, dataSize: sizes)
+        let (plan, failure) = planner.assign(round: round + 1, clients: ids, capacity: capacity, dataSize: sizes)
+        let result = plan.result
         if let error = failure { logger.error("assignment failed, using round-robin", metadata: ["error": "\(error)"]) }
         round += 1
         phase = .open
         openedAt = now
         deadline = now + config.roundDeadline
         assignment = [:]
-        for (i, c) in ids.enumerated() { assignment[c] = result.assignment.experts(of: i).map { Int($0) } }
+        for (i, c) in ids.enumerated() { assignment[c] = plan.experts[i] }
         roundExtractorVersion = model.extractorVersion
         roundExpertVersions = model.expertVersions
         reported = []
         aggregator = StreamingAggregator(config: config.model, clipNorm: config.clipNorm)
-        assignedLoad = result.metrics.load
+        assignedLoad = plan.load
         reportedLoad = [Int](repeating: 0, count: E)
         relaxedSteps = result.relaxation.count
         roundBytesIn = 0; roundBytesOut = 0; roundLoss = 0; roundAccuracy = 0
@@ -355,12 +356,12 @@ public final class RoundStateMachine {
         planner.close(assignedLoad: assignedLoad)
         loadHistory.append(assignedLoad)
         completedRound = round
-        let metrics = LoadMetrics(load: assignedLoad)
+        let metrics = planner.routedMetrics(assignedLoad)
         let n = Double(max(reported.count, 1))
         let record = RoundRecord(
             round: round, participants: reported.count, assigned: assignment.count, dropped: dropped,
             expertLoad: assignedLoad, loadCV: metrics.finiteCV, maxOverMean: metrics.finiteMaxOverMean,
-            reportedLoad: reportedLoad, reportedLoadCV: LoadMetrics(load: reportedLoad).finiteCV,
+            reportedLoad: reportedLoad, reportedLoadCV: planner.routedMetrics(reportedLoad).finiteCV,
             bytesIn: roundBytesIn, bytesOut: roundBytesOut, durationSeconds: now - openedAt, relaxationSteps: relaxedSteps,
             meanLoss: roundLoss / n, meanAccuracy: roundAccuracy / n,
             meanTestAccuracy: roundTestReports > 0 ? roundTestAccuracy / Double(roundTestReports) : nil,
@@ -399,7 +400,7 @@ public final class RoundStateMachine {
         let load = assignedLoad.isEmpty ? [Int](repeating: 0, count: config.experts) : assignedLoad
         return ServerStatus(round: round, state: phase.rawValue, totalRounds: config.rounds, completedRound: completedRound,
                             clients: clients.count, active: active.count, assigned: assignment.count, reported: reported.count,
-                            expertLoad: load, loadCV: LoadMetrics(load: load).finiteCV,
+                            expertLoad: load, loadCV: planner.routedMetrics(load).finiteCV,
                             extractorVersion: model.extractorVersion, expertVersions: model.expertVersions,
                             lastRound: lastRound)
     }

@@ -117,6 +117,8 @@ public struct SimulationSettings: Sendable {
     public var explorationBonus = 0.0
     /// The server's `gate_init`: how devices initialise their own gate.
     public var gateInit = GateInit.random
+    /// The server's `shared_expert`: expert 0 is always on in every device's model (MoE strategies only).
+    public var sharedExpert = false
     /// Expert aggregation weight u[c][e] (true) or |D_c| (false).
     public var weightByUsage = true
     /// Dtype of the downloads (the edge's default storage) and of the uploaded deltas.
@@ -353,6 +355,7 @@ public final class Simulation {
         c.fitnessTiming = s.fitnessTiming
         c.explorationBonus = s.explorationBonus
         c.gateInit = s.gateInit
+        c.sharedExpert = s.sharedExpert && !strategy.isDense && c.experts >= 2
         c.seed = seed
         return c
     }

@@ -88,11 +88,15 @@ public struct RegisterReply: Equatable, Sendable {
     /// The device's own gate starts at zero (`gate_init=zero`) rather than random (`random`, the
     /// default when the field is absent).
     public var gateZeroInit: Bool
+    /// Expert 0 is an always-on shared expert (`shared_expert=1`): it is first in every assignment,
+    /// and the device adds its output with weight 1 to the top-k mixture of the others (0, the
+    /// default when the field is absent: every assigned expert is routed).
+    public var sharedExpert: Bool
 
     public init(clientId: Int, round: Int, inputDim: Int, hidden: Int, expertHidden: Int, classes: Int, experts: Int,
                 topK: Int, localEpochs: Int, batch: Int, learningRate: Double, momentum: Double, gradientClip: Double,
                 fitness: FitnessKind, alphaLoss: Double, updateDType: DType, normalizationReady: Bool,
-                fitnessBeforeTraining: Bool = false, gateZeroInit: Bool = false) {
+                fitnessBeforeTraining: Bool = false, gateZeroInit: Bool = false, sharedExpert: Bool = false) {
         self.clientId = clientId; self.round = round; self.inputDim = inputDim; self.hidden = hidden
         self.expertHidden = expertHidden; self.classes = classes; self.experts = experts; self.topK = topK
         self.localEpochs = localEpochs; self.batch = batch; self.learningRate = learningRate; self.momentum = momentum
@@ -100,6 +104,7 @@ public struct RegisterReply: Equatable, Sendable {
         self.normalizationReady = normalizationReady
         self.fitnessBeforeTraining = fitnessBeforeTraining
         self.gateZeroInit = gateZeroInit
+        self.sharedExpert = sharedExpert
     }
 
     public func message() -> SmallMessage {
@@ -123,6 +128,7 @@ public struct RegisterReply: Equatable, Sendable {
         m.set("normalization", normalizationReady ? "ready" : "pending")
         m.set("fitness_timing", fitnessBeforeTraining ? "before" : "during")
         m.set("gate_init", gateZeroInit ? "zero" : "random")
+        m.set("shared_expert", sharedExpert ? 1 : 0)
         return m
     }
 
@@ -157,6 +163,7 @@ public struct RegisterReply: Equatable, Sendable {
         let g = m["gate_init"] ?? "random"
         guard g == "random" || g == "zero" else { throw .badValue("gate_init", g) }
         gateZeroInit = g == "zero"
+        sharedExpert = m["shared_expert"] == nil ? false : try m.int("shared_expert", in: 0...1) == 1
     }
 }
 

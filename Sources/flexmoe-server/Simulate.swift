@@ -65,6 +65,8 @@ struct SimulateCommand: ParsableCommand {
     var explorationBonus = 0.0
     @Option(help: "How devices initialise their own gate: random | zero (every expert starts even).")
     var gateInit = "random"
+    @Flag(help: "Expert 0 is an always-on shared expert every device holds beside its routed experts (the server's shared_expert; MoE strategies only).")
+    var sharedExpert = false
     @Option(help: "Worker threads (results do not depend on it; default: the number of cores).")
     var threads: Int?
     @Flag(help: "No progress line.")
@@ -121,6 +123,7 @@ struct SimulateCommand: ParsableCommand {
         s.explorationBonus = explorationBonus
         guard let g = GateInit(rawValue: gateInit) else { fail("--gate-init random|zero") }
         s.gateInit = g
+        s.sharedExpert = sharedExpert
         switch expertWeighting {
         case "usage": s.weightByUsage = true
         case "samples": s.weightByUsage = false

@@ -11,26 +11,29 @@ struct GradientCheckTests {
 
     /// The mixture loss in Double (mean cross-entropy over the rows), extractor given as a closure.
     static func referenceLoss(_ p: Params, extractorCount: Int, config c: MoEConfig, capacity: Int, slots: Int,
-                              x: [Double], labels: [Int], rows: Int, top: [Int], k: Int,
+                              x: [Double], labels: [Int], rows: Int, top: [Int], k: Int, shared: Bool = false,
                               extractor: (Params, ArraySlice<Double>) -> [Double]) -> Double {
         let h = c.hidden, f = c.expertHidden, K = c.classes, d = c.inputDim
         let Wg = p[extractorCount], bg = p[extractorCount + 1]
         var total = 0.0
         for r in 0..<rows {
             let z = extractor(p, x[(r * d)..<((r + 1) * d)])
-            var g = [Double](repeating: 0, count: slots)
-            for s in 0..<slots {
+            // softmax over the routed slots (a shared slot 0 is always on, with weight 1)
+            let first = shared ? 1 : 0
+            var g = [Double](repeating: -.infinity, count: slots)
+            for s in first..<slots {
                 g[s] = bg[s]
                 for i in 0..<h { g[s] += z[i] * Wg[i * capacity + s] }
             }
             let m = g.max()!
             let e = g.map { FlexMath.exp($0 - m) }
             let sum = e.reduce(0, +)
-            let prob = e.map { $0 / sum }
+            var prob = e.map { $0 / sum }
             let chosen = Array(top[(r * k)..<((r + 1) * k)])
-            let ptop = chosen.reduce(0.0) { $0 + prob[$1] }
+            var ptop = chosen.reduce(0.0) { $0 + prob[$1] }
             var logits = [Double](repeating: 0, count: K)
-            for s in chosen {
+            if shared { prob[0] = 1; ptop = chosen.isEmpty ? 1 : ptop }
+            for s in chosen + (shared ? [0] : []) {
                 let base = extractorCount + 2 + 4 * s
                 let A1 = p[base], a1 = p[base + 1], A2 = p[base + 2], a2 = p[base + 3]
                 var hid = [Double](repeating: 0, count: f)
@@ -42,7 +45,7 @@ struct GradientCheckTests {
                 for o in 0..<K {
                     var v = a2[o]
                     for j in 0..<f { v += hid[j] * A2[j * K + o] }
-                    logits[o] += prob[s] / ptop * v
+                    logits[o] += (s == 0 && shared ? 1 : prob[s] / ptop) * v
                 }
             }
             let lm = logits.max()!
@@ -130,7 +133,7 @@ struct GradientCheckTests {
         func loss(_ p: Params) -> Double {
             Self.referenceLoss(p, extractorCount: extractorCount, config: c, capacity: capacity,
                                slots: slots, x: xs, labels: labels, rows: rows, top: top, k: k,
-                               extractor: extractor)
+                               shared: trainer.options.sharedExpert, extractor: extractor)
         }
         // the reference and the trainer agree on the loss itself
         trainer.freezeRouting = true
@@ -184,6 +187,23 @@ struct GradientCheckTests {
             let trainer = LocalTrainer(config: c, capacity: cap, maxBatch: 6)
             let errors = check(trainer, rows: 6, seed: 5, extractor: Self.mlpExtractor(h: 6))
             for (group, e) in errors { #expect(e <= 1e-3, "cap \(cap) top-\(topK) group \(group): relative error \(e)") }
+        }
+    }
+
+    @Test("mlp-moe with an always-on shared expert in slot 0 (k_c = 4 and 3 with top-2, k_c = 1: shared only)")
+    func sharedExpert() {
+        for (cap, rows, seed) in [(4, 8, UInt64(31)), (3, 50, 32), (1, 6, 33)] {
+            let c = MoEConfig(inputDim: 5, hidden: 6, expertHidden: 5, classes: 3, experts: 5, topK: 2)
+            var options = TrainingOptions()
+            options.sharedExpert = true
+            let trainer = LocalTrainer(config: c, capacity: cap, maxBatch: rows, options: options)
+            trainer.assign([0] + (1..<cap).map { $0 + 1 })
+            #expect(trainer.topK == min(2, cap - 1))
+            let errors = check(trainer, rows: rows, seed: seed, extractor: Self.mlpExtractor(h: 6))
+            for (group, e) in errors { #expect(e <= 1e-3, "k_c \(cap) group \(group): relative error \(e)") }
+            // the shared slot's gate column never learns
+            for r in 0..<c.hidden { #expect(trainer.gateW.grad[r, 0] == 0) }
+            #expect(trainer.gateB.grad[0] == 0)
         }
     }
 

@@ -1,3 +1,4 @@
+import FlexAssign
 import FlexModel
 import FlexTensor
 import FlexWire
@@ -76,6 +77,40 @@ import FlexServerTesting
         #expect(m.lastRound?.participants == 2 && m.lastRound?.dropped == [])
         #expect(m.lastRound?.durationSeconds == 2)
         #expect(m.model.extractorVersion == 1)
+    }
+
+    @Test func aSharedExpertIsFirstInEveryAssignmentAndOnlyTheRoutedExpertsAreBalanced() throws {
+        var c = Self.config()
+        c.experts = 5; c.sharedExpert = true; c.minClients = 6
+        let m = try Self.machine(c)
+        var builder = ReportBuilder(config: c.model)
+        // k_c 3 (two routed slots) for five devices, k_c 1 (the shared expert only) for one.
+        let kcs = [3, 3, 3, 3, 3, 1], samples = [10, 20, 30, 40, 50, 60]
+        var ids: [Int] = []
+        for (i, kc) in kcs.enumerated() {
+            let reply = try m.register(Self.identity(i), RegisterRequest(memoryBudget: 1 << 24, kc: kc, storage: .int8Block,
+                                                                         board: "host", samples: samples[i], maxBatch: 8), now: 0)
+            #expect(reply.sharedExpert)
+            try Self.sendStats(m, client: reply.clientId, samples: samples[i])
+            ids.append(reply.clientId)
+        }
+        m.tick(now: 0)
+        #expect(m.phase == .open)
+        for (i, id) in ids.enumerated() {
+            let a = try #require(m.assignment[id])
+            #expect(a.first == 0, "the shared expert comes first")
+            #expect(a.count == kcs[i] && Set(a).count == a.count)
+            #expect(a.dropFirst().allSatisfy { $0 >= 1 && $0 < c.experts }, "routed slots hold experts 1..<E")
+        }
+        #expect(m.assignedLoad[0] == samples.reduce(0, +), "every device's samples load the shared expert")
+        let routed = Array(m.assignedLoad.dropFirst())
+        let routedTotal: Int = routed.reduce(0, +), twoSlots: Int = 2 * samples.prefix(5).reduce(0, +)
+        #expect(routedTotal == twoSlots)
+        for id in ids { try Self.report(m, client: id, now: 1, builder: &builder) }
+        let record = try #require(m.lastRound)
+        let routedCV = FlexAssign.LoadMetrics(load: routed).finiteCV
+        #expect(record.loadCV == routedCV, "the round's load CV is the routed experts'")
+        #expect(record.loadCV < FlexAssign.LoadMetrics(load: m.loadHistory[0]).finiteCV)
     }
 
     @Test func theDeadlineClosesARoundWithStragglersAndStrikesRetireThem() throws {

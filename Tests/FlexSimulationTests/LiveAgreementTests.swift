@@ -11,7 +11,8 @@ import Testing
 /// run the same code: with the same data, seeds and settings they make the same assignments and
 /// end with the same global model (up to the order in which the live server folds the reports).
 @Suite struct LiveAgreementTests {
-    @Test func theSimulatorAndALiveRunAgree() throws {
+    /// Once with routed experts only, once with an always-on shared expert (`shared_expert`).
+    @Test(arguments: [false, true]) func theSimulatorAndALiveRunAgree(sharedExpert: Bool) throws {
         let devices = 3, rounds = 3, dataSeed: UInt64 = 4, seed: UInt64 = 9
         var settings = SimulationSettings()
         settings.experts = 4
@@ -21,6 +22,7 @@ import Testing
         settings.strategies = [.flex]
         settings.seeds = [seed]
         settings.threads = 2
+        settings.sharedExpert = sharedExpert
         // Each device's data as `flexmoe-edge run --data synthetic:client=i,seed=S` loads it.
         var simulatedDevices: [Simulation.Device] = []
         for i in 0..<devices {

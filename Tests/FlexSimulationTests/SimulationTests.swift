@@ -147,3 +147,23 @@ final class ElementCounter: NSObject, XMLParserDelegate {
         #expect(model.extractor.allSatisfy(\.isFinite) && model.experts.allSatisfy { $0.allSatisfy(\.isFinite) })
     }
 }
+
+@Suite struct SharedExpertSimulationTests {
+    /// With `sharedExpert` every device trains expert 0 beside its routed experts: expert 0 carries
+    /// every device's samples each round, the routed experts are balanced, and the run learns.
+    @Test func theSharedExpertCarriesEveryDeviceAndTheRoutedOnesStayBalanced() throws {
+        var s = smallSettings(strategies: [.flex], rounds: 3)
+        s.capacity = .fixed(3)
+        s.sharedExpert = true
+        let rows = try Simulation(settings: s).run()
+        #expect(rows.count == 3)
+        let total = rows[0].load[0]
+        for r in rows {
+            #expect(r.load[0] == total, "expert 0 holds every device's samples")
+            let routed = Array(r.load.dropFirst())
+            #expect(routed.reduce(0, +) == 2 * total, "two routed slots per device")
+            #expect(r.cv < 0.05, "the routed experts are balanced (CV \(r.cv))")
+        }
+        #expect(rows.last!.testAccuracy > 0.6, "it learns (accuracy \(rows.last!.testAccuracy))")
+    }
+}

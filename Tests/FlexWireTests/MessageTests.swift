@@ -18,6 +18,25 @@ struct MessageTests {
         #expect(try parsed.string("board") == "pi-zero-2w")
     }
 
+    @Test("the register reply round-trips; optional fields take their defaults when absent")
+    func registerReply() throws {
+        let reply = RegisterReply(clientId: 3, round: 2, inputDim: 60, hidden: 64, expertHidden: 128, classes: 10, experts: 8,
+                                  topK: 2, localEpochs: 2, batch: 32, learningRate: 0.2, momentum: 0.5, gradientClip: 2,
+                                  fitness: .accuracy, alphaLoss: 1, updateDType: .int8Block, normalizationReady: true,
+                                  fitnessBeforeTraining: true, gateZeroInit: true, sharedExpert: true)
+        let m = reply.message()
+        #expect(m["shared_expert"] == "1")
+        #expect(try RegisterReply(SmallMessage.parse(m.encoded())) == reply)
+        var old = SmallMessage()
+        for key in ["client_id", "round", "input_dim", "hidden", "expert_hidden", "classes", "experts", "topk", "local_epochs",
+                    "batch", "learning_rate", "fitness", "update_dtype", "normalization"] { old.set(key, m[key]!) }
+        let parsed = try RegisterReply(old)
+        #expect(!parsed.sharedExpert && !parsed.gateZeroInit && !parsed.fitnessBeforeTraining)
+        #expect(parsed.momentum == 0.5 && parsed.gradientClip == 2)
+        old.set("shared_expert", "2")
+        #expect(throws: MessageError.badValue("shared_expert", "2")) { try RegisterReply(old) }
+    }
+
     @Test("malformed small messages are rejected with the line or key")
     func malformed() {
         #expect(throws: MessageError.malformedLine(2)) { try SmallMessage.parse(Array("a=1\nno equals\n".utf8)) }
