@@ -59,6 +59,9 @@ STAGES = {
     # Ablation: an always-on shared expert (expert 0 in every device's model, beside the routed ones);
     # run with --strategies flex,greedy,random,fedavg-dense-matched (dense ignores the flag: a reference).
     "shared": [("routed experts only (default)", []), ("shared expert", ["--shared-expert"])],
+    # Ablation: probing cached but unassigned experts forward-only (run with --metric pre and post).
+    "probe": [("no probes (default)", []), ("probe cached experts", ["--probe-warm"]),
+              ("2 warm slots, no probes", ["--warm-slots", "2"]), ("2 warm slots + probes", ["--warm-slots", "2", "--probe-warm"])],
 }
 
 

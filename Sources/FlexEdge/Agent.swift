@@ -289,6 +289,7 @@ extension RegisterReply {
         TrainingOptions(learningRate: Float(learningRate), momentum: Float(momentum), weightDecay: 0, batchSize: batch,
                         epochs: localEpochs, fitness: fitness == .loss ? .loss(alpha: Float(alphaLoss)) : .accuracy,
                         gradientClip: Float(gradientClip), fitnessTiming: fitnessBeforeTraining ? .before : .during,
-                        gateInit: gateZeroInit ? .zero : .random, sharedExpert: sharedExpert)
+                        gateInit: gateZeroInit ? .zero : .random, sharedExpert: sharedExpert,
+                        probeWarm: probeWarm)
     }
 }

@@ -62,6 +62,25 @@ public enum DeviceRound {
         }
         for p in trainer.extractor.parameters { p.value.copy(from: p.initial); p.velocity.fill(0) }
 
+        // Probes (`probe_warm`): each expert the cache holds but was not assigned (a warm slot, or a
+        // copy from last round not yet replaced, since probes run before this round's fetches), alone in
+        // trainer slot 0, one forward pass over the training data with the round's extractor; its own
+        // output's fitness tells the server about a pair nobody trains this round. The cached copy may
+        // be older than the server's current version.
+        var probed: [Int] = [], probedFitness: [Double] = []
+        if trainer.options.probeWarm {
+            for (cacheSlot, entry) in device.cache.slots.enumerated() {
+                guard let e = entry, !assigned.contains(e.expert), e.expert < config.experts else { continue }
+                trainer.assign([e.expert])
+                do { try workspace.loadExpert(trainerSlot: 0, from: device.cache, slot: cacheSlot, expert: e.expert) } catch {
+                    continue  // a copy that fails its checksum was dropped: nothing to probe
+                }
+                let f = device.withSplit(test: false) { x, y in trainer.measureFitness(features: x, labels: y) }
+                probed.append(e.expert)
+                probedFitness.append(Double(f[0].fitness))
+            }
+        }
+
         // Experts through the device's cache.
         trainer.assign(assigned)
         for (slot, expert) in assigned.enumerated() {
@@ -100,7 +119,8 @@ public enum DeviceRound {
         let fields = ReportFields(clientId: clientId, samples: device.trainCount, loss: Double(report.lastEpochLoss),
                                   accuracy: Double(report.lastEpochAccuracy), testAccuracy: test.map { Double($0.accuracy) },
                                   experts: measured.map { $0.expert }, usage: measured.map { $0.usage },
-                                  fitness: measured.map { Double($0.fitness) }, preTestAccuracy: preTest.map { Double($0.accuracy) })
+                                  fitness: measured.map { Double($0.fitness) }, preTestAccuracy: preTest.map { Double($0.accuracy) },
+                                  probed: probed, probedFitness: probedFitness)
         let bytes = try workspace.writeReport(fields: fields.message(), extractorVersion: xv, experts: assigned,
                                               versions: round.expertVersions, random: &random)
         return Outcome(fields: fields, reportBytes: bytes, cacheHits: device.cache.counters.hits - hitsBefore,

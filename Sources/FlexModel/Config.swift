@@ -86,6 +86,10 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Slot 0 holds an always-on shared expert: every sample goes through it with weight 1, beside
     /// the top-k of the routed slots 1..<k_c (the server assigns it to every device).
     public var sharedExpert = false
+    /// Before training, probe the experts the cache holds but were not assigned (warm slots, or last
+    /// round's copies not yet replaced): one forward pass each over the training data (the expert
+    /// alone), its own-output fitness reported.
+    public var probeWarm = false
 
     /// Local-training defaults for federated rounds (server config, devices, simulator), on inputs
     /// standardised with federated statistics. Chosen by `Benchmarks/sweep.py` (docs/RESULTS.md,
@@ -98,8 +102,9 @@ public struct TrainingOptions: Sendable, Equatable {
     public init(learningRate: Float = 0.05, momentum: Float = 0.9, weightDecay: Float = 0,
                 batchSize: Int = 32, epochs: Int = 1, fitness: FitnessVariant = .accuracy,
                 fitnessSource: FitnessSource = .expertOutput, gradientClip: Float = 0, fitnessTiming: FitnessTiming = .during,
-                gateInit: GateInit = .random, sharedExpert: Bool = false) {
+                gateInit: GateInit = .random, sharedExpert: Bool = false, probeWarm: Bool = false) {
         self.sharedExpert = sharedExpert
+        self.probeWarm = probeWarm
         self.gradientClip = gradientClip
         self.fitnessTiming = fitnessTiming
         self.gateInit = gateInit

@@ -57,6 +57,12 @@ public enum ReportValidator {
         if let a = assigned {
             for e in experts where !a.contains(e) { throw .notAssigned("expert \(e) is not assigned to client \(clientId)") }
         }
+        // Probes: experts of the model the device was not assigned, fitness in [0, 1].
+        for e in fields.probed where e < 0 || e >= model.experts || assigned?.contains(e) == true {
+            throw .badRequest("probed expert \(e) is out of range or assigned")
+        }
+        if fields.probed.count > model.experts { throw .badRequest("more probes than experts") }
+        for s in fields.probedFitness where !(s >= 0 && s <= 1) { throw .badRequest("probed fitness \(s) is outside [0, 1]") }
         if containers.count != 1 + experts.count {
             throw .badRequest("\(containers.count) containers, expected 1 + \(experts.count)")
         }

@@ -44,6 +44,8 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     public var gateInit = GateInit.random
     /// Expert 0 is an always-on shared expert every device holds beside its routed experts.
     public var sharedExpert = false
+    /// Devices probe the experts in their warm cache slots (forward only) and report their fitness.
+    public var probeWarm = false
     public var storageDType = DType.int8Block
     public var updateDType = DType.int8Block
     public var maxReportBytes = 0
@@ -63,7 +65,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         case rounds, minClients = "min_clients", roundDeadline = "round_deadline_s", localEpochs = "local_epochs", batch
         case learningRate = "learning_rate", momentum, gradientClip = "gradient_clip"
         case beta, alphaLoss = "alpha_loss", epsilon, fitness, solver
-        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", gateInit = "gate_init", sharedExpert = "shared_expert", storageDType = "storage_dtype"
+        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", gateInit = "gate_init", sharedExpert = "shared_expert", probeWarm = "probe_warm", storageDType = "storage_dtype"
         case updateDType = "update_dtype", maxReportBytes = "max_report_bytes"
         case listenHost = "listen_host", port, stateDir = "state_dir", tokenFile = "token_file"
         case keepCheckpoints = "keep_checkpoints", seed, maxStrikes = "max_strikes"
@@ -159,7 +161,8 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         try real(.explorationBonus, &explorationBonus)
         try one(.fitnessTiming, &fitnessTiming, FitnessTiming.allCases.map { ($0.rawValue, $0) })
         try one(.gateInit, &gateInit, GateInit.allCases.map { ($0.rawValue, $0) })
-        for (key, value) in [(CodingKeys.standardizeInputs, \ServerConfig.standardizeInputs), (.sharedExpert, \.sharedExpert)]
+        for (key, value) in [(CodingKeys.standardizeInputs, \ServerConfig.standardizeInputs), (.sharedExpert, \.sharedExpert),
+                            (.probeWarm, \.probeWarm)]
         where c.contains(key) {
             guard let b = try? c.decode(Bool.self, forKey: key) else {
                 throw ServerError.config("'\(key.rawValue)' must be true or false")

@@ -137,7 +137,8 @@ public final class RoundStateMachine {
                              learningRate: c.learningRate, momentum: c.momentum, gradientClip: c.gradientClip,
                              fitness: c.fitness, alphaLoss: c.alphaLoss, updateDType: c.update,
                              normalizationReady: normalization != nil, fitnessBeforeTraining: c.fitnessTiming == .before,
-                             gateZeroInit: c.gateInit == .zero, sharedExpert: c.sharedExpert)
+                             gateZeroInit: c.gateInit == .zero, sharedExpert: c.sharedExpert,
+                             probeWarm: c.probeWarm)
     }
 
     func markActive(_ c: Int) {
@@ -278,6 +279,7 @@ public final class RoundStateMachine {
         aggregator.fold(r, extractorWeight: samples, expertWeights: weights)
         for (i, e) in r.experts.enumerated() { reportedLoad[e] += r.usage[i] }
         planner.record(client: c, experts: r.experts, fitness: r.fitness)
+        if config.probeWarm { planner.record(client: c, experts: r.fields.probed, fitness: r.fields.probedFitness) }
         roundLoss += r.loss
         roundAccuracy += r.accuracy
         if let a = r.testAccuracy { roundTestAccuracy += a; roundTestReports += 1 }

@@ -119,6 +119,10 @@ public struct SimulationSettings: Sendable {
     public var gateInit = GateInit.random
     /// The server's `shared_expert`: expert 0 is always on in every device's model (MoE strategies only).
     public var sharedExpert = false
+    /// Extra expert-cache slots per device beyond k_c (at most E − k_c), which keep recently assigned
+    /// experts; with `probeWarm` devices probe the unassigned ones they hold (the server's `probe_warm`).
+    public var warmSlots = 0
+    public var probeWarm = false
     /// Expert aggregation weight u[c][e] (true) or |D_c| (false).
     public var weightByUsage = true
     /// Dtype of the downloads (the edge's default storage) and of the uploaded deltas.
@@ -147,6 +151,8 @@ public struct SimulationRound: Sendable {
     /// Devices that missed this round: the server refused their report, or their training diverged
     /// and they sent none.
     public var missedReports = 0
+    /// (client, expert) pairs probed forward-only from warm cache slots (`probeWarm`), over the accepted reports.
+    public var probedPairs = 0
     /// Mean over devices of the last local epoch's training loss and accuracy.
     public var trainLoss: Double
     public var trainAccuracy: Double
@@ -356,6 +362,7 @@ public final class Simulation {
         c.explorationBonus = s.explorationBonus
         c.gateInit = s.gateInit
         c.sharedExpert = s.sharedExpert && !strategy.isDense && c.experts >= 2
+        c.probeWarm = s.probeWarm && !strategy.isDense
         c.seed = seed
         return c
     }
@@ -375,12 +382,13 @@ public final class Simulation {
         var reply: RegisterReply? = nil
         for (c, dev) in devices.enumerated() {
             let kc = dense ? 1 : dev.kc
-            let plan = DevicePlan.fixed(config: model, storage: s.storage, update: s.update, kc: kc, warm: 0, batch: s.batch,
+            let warm = dense ? 0 : max(0, min(s.warmSlots, model.experts - kc))
+            let plan = DevicePlan.fixed(config: model, storage: s.storage, update: s.update, kc: kc, warm: warm, batch: s.batch,
                                         samples: dev.train.dataset.count + dev.test.dataset.count)
             let identity = RoundStateMachine.Identity(hash: "simulated-device-\(c)", name: "device-\(c)")
             reply = try machine.register(identity, RegisterRequest(memoryBudget: plan.budget, kc: kc, storage: s.storage, board: "simulated",
                                                                     samples: dev.train.dataset.count, maxBatch: s.batch), now: clock)
-            let arena = try Arena(capacity: DevicePlan.deviceBook(config: model, storage: s.storage, slots: kc,
+            let arena = try Arena(capacity: DevicePlan.deviceBook(config: model, storage: s.storage, slots: kc + warm,
                                                                  samples: dev.train.dataset.count + dev.test.dataset.count).total)
             var random = FlexRandom(seed: seed &+ UInt64(c))
             let state = try DeviceState(plan: plan, train: dev.train.dataset, test: dev.test.dataset, arena: arena, random: &random,
@@ -453,6 +461,7 @@ public final class Simulation {
                                       seconds: Date().timeIntervalSince(start))
             row.preTestAccuracy = preTests.isEmpty ? 0 : preTests.reduce(0, +) / Double(preTests.count)
             row.missedReports = missed
+            row.probedPairs = accepted.reduce(0) { $0 + ($1.fields?.probed.count ?? 0) }
             rounds.append(row)
             progress(row)
         }

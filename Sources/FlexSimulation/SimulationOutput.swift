@@ -5,7 +5,7 @@ import Foundation
 public enum SimulationOutput {
     public static let csvColumns = [
         "strategy", "seed", "round", "test_accuracy", "pre_test_accuracy", "train_loss", "train_accuracy", "load_cv", "max_over_mean",
-        "relaxation_steps", "missed_reports", "bytes_up_per_client", "bytes_down_per_client", "bytes_per_client", "seconds", "expert_load",
+        "relaxation_steps", "missed_reports", "probed_pairs", "bytes_up_per_client", "bytes_down_per_client", "bytes_per_client", "seconds", "expert_load",
     ]
 
     /// One row per strategy × seed × round; `expert_load` is the per-expert load joined with ';'.
@@ -14,7 +14,7 @@ public enum SimulationOutput {
         for r in rows {
             let fields: [String] = [
                 r.strategy.rawValue, String(r.seed), String(r.round), f6(r.testAccuracy), f6(r.preTestAccuracy), f6(r.trainLoss), f6(r.trainAccuracy),
-                f6(r.cv), f6(r.maxOverMean), String(r.relaxationSteps), String(r.missedReports), String(Int(r.bytesUp.rounded())),
+                f6(r.cv), f6(r.maxOverMean), String(r.relaxationSteps), String(r.missedReports), String(r.probedPairs), String(Int(r.bytesUp.rounded())),
                 String(Int(r.bytesDown.rounded())), String(Int(r.bytesPerClient.rounded())), String(format: "%.4f", r.seconds),
                 r.load.map(String.init).joined(separator: ";"),
             ]

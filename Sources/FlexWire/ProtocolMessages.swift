@@ -92,11 +92,15 @@ public struct RegisterReply: Equatable, Sendable {
     /// and the device adds its output with weight 1 to the top-k mixture of the others (0, the
     /// default when the field is absent: every assigned expert is routed).
     public var sharedExpert: Bool
+    /// Probe experts held in warm cache slots but not assigned, forward only, and report their
+    /// fitness (`probe_warm=1`; 0, the default when absent: no probes).
+    public var probeWarm: Bool
 
     public init(clientId: Int, round: Int, inputDim: Int, hidden: Int, expertHidden: Int, classes: Int, experts: Int,
                 topK: Int, localEpochs: Int, batch: Int, learningRate: Double, momentum: Double, gradientClip: Double,
                 fitness: FitnessKind, alphaLoss: Double, updateDType: DType, normalizationReady: Bool,
-                fitnessBeforeTraining: Bool = false, gateZeroInit: Bool = false, sharedExpert: Bool = false) {
+                fitnessBeforeTraining: Bool = false, gateZeroInit: Bool = false, sharedExpert: Bool = false,
+                probeWarm: Bool = false) {
         self.clientId = clientId; self.round = round; self.inputDim = inputDim; self.hidden = hidden
         self.expertHidden = expertHidden; self.classes = classes; self.experts = experts; self.topK = topK
         self.localEpochs = localEpochs; self.batch = batch; self.learningRate = learningRate; self.momentum = momentum
@@ -105,6 +109,7 @@ public struct RegisterReply: Equatable, Sendable {
         self.fitnessBeforeTraining = fitnessBeforeTraining
         self.gateZeroInit = gateZeroInit
         self.sharedExpert = sharedExpert
+        self.probeWarm = probeWarm
     }
 
     public func message() -> SmallMessage {
@@ -129,6 +134,7 @@ public struct RegisterReply: Equatable, Sendable {
         m.set("fitness_timing", fitnessBeforeTraining ? "before" : "during")
         m.set("gate_init", gateZeroInit ? "zero" : "random")
         m.set("shared_expert", sharedExpert ? 1 : 0)
+        m.set("probe_warm", probeWarm ? 1 : 0)
         return m
     }
 
@@ -164,6 +170,7 @@ public struct RegisterReply: Equatable, Sendable {
         guard g == "random" || g == "zero" else { throw .badValue("gate_init", g) }
         gateZeroInit = g == "zero"
         sharedExpert = m["shared_expert"] == nil ? false : try m.int("shared_expert", in: 0...1) == 1
+        probeWarm = m["probe_warm"] == nil ? false : try m.int("probe_warm", in: 0...1) == 1
     }
 }
 
@@ -244,12 +251,17 @@ public struct ReportFields: Equatable, Sendable {
     public var usage: [Int]
     /// s[c][e], measured on each expert's own output.
     public var fitness: [Double]
+    /// Experts the device holds in warm cache slots but was not assigned, probed forward-only
+    /// (`probe_warm`), and their fitness: the accuracy of each one's own output on the training data.
+    public var probed: [Int]
+    public var probedFitness: [Double]
 
     public init(clientId: Int, samples: Int, loss: Double, accuracy: Double, testAccuracy: Double?, experts: [Int],
-                usage: [Int], fitness: [Double], preTestAccuracy: Double? = nil) {
+                usage: [Int], fitness: [Double], preTestAccuracy: Double? = nil, probed: [Int] = [], probedFitness: [Double] = []) {
         self.clientId = clientId; self.samples = samples; self.loss = loss; self.accuracy = accuracy
         self.testAccuracy = testAccuracy; self.experts = experts; self.usage = usage; self.fitness = fitness
         self.preTestAccuracy = preTestAccuracy
+        self.probed = probed; self.probedFitness = probedFitness
     }
 
     public func message() -> SmallMessage {
@@ -265,6 +277,12 @@ public struct ReportFields: Equatable, Sendable {
         var text = ""
         for (i, s) in fitness.enumerated() { text += (i == 0 ? "" : ",") + Format.real(s) }
         m.set("fitness", text)
+        if !probed.isEmpty {
+            m.set("probed", list: probed)
+            var text = ""
+            for (i, s) in probedFitness.enumerated() { text += (i == 0 ? "" : ",") + Format.real(s) }
+            m.set("probed_fitness", text)
+        }
         return m
     }
 
@@ -284,6 +302,12 @@ public struct ReportFields: Equatable, Sendable {
             throw .badReport("experts, usage and fitness must have the same length")
         }
         for (i, e) in experts.enumerated() where experts[..<i].contains(e) { throw .badReport("an expert is listed twice") }
+        probed = m["probed"] == nil ? [] : try m.intList("probed")
+        probedFitness = m["probed_fitness"] == nil ? [] : try m.realList("probed_fitness")
+        if probedFitness.count != probed.count { throw .badReport("probed and probed_fitness must have the same length") }
+        for (i, e) in probed.enumerated() where probed[..<i].contains(e) || experts.contains(e) {
+            throw .badReport("a probed expert is listed twice or was also trained")
+        }
     }
 }
 

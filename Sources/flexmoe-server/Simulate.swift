@@ -67,6 +67,10 @@ struct SimulateCommand: ParsableCommand {
     var gateInit = "random"
     @Flag(help: "Expert 0 is an always-on shared expert every device holds beside its routed experts (the server's shared_expert; MoE strategies only).")
     var sharedExpert = false
+    @Option(help: "Expert-cache slots per device beyond k_c (capped at E − k_c): they keep recently assigned experts.")
+    var warmSlots = 0
+    @Flag(help: "Devices probe the unassigned experts in their warm slots, forward only, and report their fitness (the server's probe_warm).")
+    var probeWarm = false
     @Option(help: "Worker threads (results do not depend on it; default: the number of cores).")
     var threads: Int?
     @Flag(help: "No progress line.")
@@ -124,6 +128,9 @@ struct SimulateCommand: ParsableCommand {
         guard let g = GateInit(rawValue: gateInit) else { fail("--gate-init random|zero") }
         s.gateInit = g
         s.sharedExpert = sharedExpert
+        guard warmSlots >= 0 else { fail("--warm-slots ≥ 0") }
+        s.warmSlots = warmSlots
+        s.probeWarm = probeWarm
         switch expertWeighting {
         case "usage": s.weightByUsage = true
         case "samples": s.weightByUsage = false

@@ -113,6 +113,37 @@ import FlexServerTesting
         #expect(record.loadCV < FlexAssign.LoadMetrics(load: m.loadHistory[0]).finiteCV)
     }
 
+    @Test(arguments: [true, false]) func probesOfUnassignedExpertsGoIntoQOnlyWhenProbingIsOn(probeWarm: Bool) throws {
+        var c = Self.config()
+        c.probeWarm = probeWarm
+        let m = try Self.machine(c)
+        var builder = ReportBuilder(config: c.model)
+        let ids = try Self.register(m, 2)
+        m.tick(now: 0)
+        let message = m.roundMessage(client: ids[0], now: 0)
+        let unassigned = try #require((0..<c.experts).first { !message.assigned.contains($0) })
+        var fields = ReportBuilder.fields(client: ids[0], samples: 10, experts: message.assigned)
+        fields.set("probed", String(unassigned))
+        fields.set("probed_fitness", "0.9")
+        var containers = [builder.delta(kind: .extractorDelta, expert: nil, version: message.extractorVersion)]
+        for (i, e) in message.assigned.enumerated() {
+            containers.append(builder.delta(kind: .expertDelta, expert: e, version: message.expertVersions[i]))
+        }
+        let body = ReportFrame.encode(fields: fields, containers: containers)
+        try body.withUnsafeBytes { b in
+            try Result { () throws(ProtocolError) in
+                let (f, r) = try ReportValidator.fields(b)
+                let ticket = try m.beginReport(client: ids[0], round: message.round)
+                let v = try RoundStateMachine.validate(b, fields: f, containers: r, ticket: ticket, decompressor: ZstdDecompressor())
+                _ = try m.finishReport(ticket, v, now: 1)
+            }.get()
+        }
+        #expect(m.planner.fitness.isMeasured(client: ids[0], expert: unassigned) == probeWarm)
+        // Folded like a measured pair: β·s + (1 − β)·prior, the prior 0.5 before anything is measured.
+        let beta = Float(c.beta)
+        if probeWarm { #expect(abs(m.planner.fitness.value(client: ids[0], expert: unassigned)! - (beta * 0.9 + (1 - beta) * 0.5)) < 1e-6) }
+    }
+
     @Test func theDeadlineClosesARoundWithStragglersAndStrikesRetireThem() throws {
         let c = Self.config(deadline: 10, strikes: 2)
         let m = try Self.machine(c)

@@ -141,6 +141,18 @@ import FlexServerTesting
         #expect(check(ReportFrame.encode(fields: f, containers: [x, [UInt8](repeating: 7, count: 100)]))?.status == 422)
         #expect(check(ReportFrame.encode(fields: f, containers: [x, x]))?.status == 422)
         #expect(check(good, assigned: [1])?.code == "not_assigned")
+        // Probes of unassigned experts: in the model, not assigned, fitness in [0, 1].
+        func probing(_ experts: String, _ fitness: String) -> [UInt8] {
+            var g = f
+            g.set("probed", experts); g.set("probed_fitness", fitness)
+            return ReportFrame.encode(fields: g, containers: [x, b.delta(kind: .expertDelta, expert: 0, version: 0)])
+        }
+        #expect(check(probing("1,2", "0.5,0")) == nil)
+        #expect(check(probing("3", "0.5"))?.status == 400, "expert 3 is not in a 3-expert model")
+        #expect(check(probing("1", "1.5"))?.status == 400)
+        #expect(check(probing("1", "-0.1"))?.status == 400)
+        #expect(check(probing("0", "0.5"))?.status == 400, "expert 0 was trained, not probed")
+        #expect(check(probing("1,2", "0.5"))?.status == 400, "one fitness per probe")
         let wrongShape: ReportBuilder = ReportBuilder(config: MoEConfig(inputDim: 6, hidden: 4, expertHidden: 6, classes: 3, experts: 3), dtype: .fp32)
         var ws = wrongShape
         #expect(check(ReportFrame.encode(fields: f, containers: [x, ws.delta(kind: .expertDelta, expert: 0, version: 0)]))?.status == 422)

@@ -167,3 +167,24 @@ final class ElementCounter: NSObject, XMLParserDelegate {
         #expect(rows.last!.testAccuracy > 0.6, "it learns (accuracy \(rows.last!.testAccuracy))")
     }
 }
+
+@Suite struct ProbeWarmSimulationTests {
+    /// With `probeWarm`, devices probe the experts their cache holds but were not assigned (from the
+    /// second round on, once the cache holds earlier assignments: warm slots, or last round's copies
+    /// not yet replaced) and report them; without the switch nobody probes.
+    @Test func devicesWithWarmSlotsProbeTheExpertsTheyWereNotAssigned() throws {
+        var s = smallSettings(strategies: [.flex], rounds: 4)
+        s.warmSlots = 2
+        s.probeWarm = true
+        let probing = try Simulation(settings: s).run()
+        #expect(probing[0].probedPairs == 0, "round 1: the caches are empty")
+        #expect(probing.dropFirst().contains { $0.probedPairs > 0 }, "\(probing.map(\.probedPairs))")
+        // at most the cache's slots beyond the assigned ones, per device
+        #expect(probing.allSatisfy { $0.probedPairs <= s.clients * s.warmSlots })
+        s.warmSlots = 0
+        let cold = try Simulation(settings: s).run()
+        #expect(cold.allSatisfy { $0.probedPairs <= s.clients * 2 })
+        s.probeWarm = false
+        #expect(try Simulation(settings: s).run().allSatisfy { $0.probedPairs == 0 })
+    }
+}

@@ -37,6 +37,19 @@ struct MessageTests {
         #expect(throws: MessageError.badValue("shared_expert", "2")) { try RegisterReply(old) }
     }
 
+    @Test("report fields carry probes only when there are some, and round-trip")
+    func reportProbes() throws {
+        var f = ReportFields(clientId: 1, samples: 10, loss: 0.5, accuracy: 0.8, testAccuracy: nil, experts: [0, 2],
+                             usage: [6, 4], fitness: [0.7, 0.6])
+        #expect(f.message()["probed"] == nil)
+        f.probed = [3, 1]; f.probedFitness = [0.25, 0.5]
+        #expect(try ReportFields(SmallMessage.parse(f.message().encoded())) == f)
+        var bad = f.message()
+        bad.set("probed", "2")
+        bad.set("probed_fitness", "0.5")
+        #expect(throws: MessageError.badReport("a probed expert is listed twice or was also trained")) { try ReportFields(bad) }
+    }
+
     @Test("malformed small messages are rejected with the line or key")
     func malformed() {
         #expect(throws: MessageError.malformedLine(2)) { try SmallMessage.parse(Array("a=1\nno equals\n".utf8)) }
