@@ -42,8 +42,9 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     public var fitnessTiming = FitnessTiming.during
     /// How devices initialise their own gate: random (He) or zero (every expert starts even).
     public var gateInit = GateInit.random
-    /// Expert 0 is an always-on shared expert every device holds beside its routed experts.
-    public var sharedExpert = false
+    /// Expert 0 is an always-on shared expert every device holds beside its routed experts (ignored
+    /// with one expert; `usesSharedExpert`).
+    public var sharedExpert = TrainingOptions.federated.sharedExpert
     /// Devices probe the experts in their warm cache slots (forward only) and report their fitness.
     public var probeWarm = false
     public var storageDType = DType.int8Block
@@ -75,6 +76,9 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         MoEConfig(inputDim: inputDim, hidden: hidden, expertHidden: expertHidden, classes: classes,
                   experts: experts, topK: topK)
     }
+
+    /// The shared expert is in force: asked for, and more than one expert.
+    public var usesSharedExpert: Bool { sharedExpert && experts >= 2 }
 
     public var resolvedTokenFile: String { tokenFile.isEmpty ? stateDir + "/tokens" : tokenFile }
     public var storage: DType { storageDType }
@@ -169,7 +173,6 @@ public struct ServerConfig: Sendable, Equatable, Codable {
             }
             self[keyPath: value] = b
         }
-        if sharedExpert && experts < 2 { throw ServerError.config("'shared_expert' needs 'experts' ≥ 2") }
         let dtypes = DType.allCases.map { ($0.name, $0) }
         try one(.storageDType, &storageDType, dtypes); try one(.updateDType, &updateDType, dtypes)
         try int(.maxReportBytes, &maxReportBytes)

@@ -63,7 +63,7 @@ public final class RoundStateMachine {
         self.store = store
         self.logger = logger
         planner = RoundPlanner(experts: config.experts, beta: Float(config.beta), epsilon: config.epsilon,
-                               solver: config.solver, seed: config.seed, sharedExpert: config.sharedExpert)
+                               solver: config.solver, seed: config.seed, sharedExpert: config.usesSharedExpert)
         planner.fitness.explorationBonus = Float(config.explorationBonus)
         aggregator = StreamingAggregator(config: config.model, clipNorm: config.clipNorm)
         statsPool = FeatureStatsPool(features: config.inputDim)
@@ -137,7 +137,7 @@ public final class RoundStateMachine {
                              learningRate: c.learningRate, momentum: c.momentum, gradientClip: c.gradientClip,
                              fitness: c.fitness, alphaLoss: c.alphaLoss, updateDType: c.update,
                              normalizationReady: normalization != nil, fitnessBeforeTraining: c.fitnessTiming == .before,
-                             gateZeroInit: c.gateInit == .zero, sharedExpert: c.sharedExpert,
+                             gateZeroInit: c.gateInit == .zero, sharedExpert: c.usesSharedExpert,
                              probeWarm: c.probeWarm)
     }
 

@@ -118,7 +118,7 @@ public struct SimulationSettings: Sendable {
     /// The server's `gate_init`: how devices initialise their own gate.
     public var gateInit = GateInit.random
     /// The server's `shared_expert`: expert 0 is always on in every device's model (MoE strategies only).
-    public var sharedExpert = false
+    public var sharedExpert = TrainingOptions.federated.sharedExpert
     /// Extra expert-cache slots per device beyond k_c (at most E − k_c), which keep recently assigned
     /// experts; with `probeWarm` devices probe the unassigned ones they hold (the server's `probe_warm`).
     public var warmSlots = 0
@@ -361,7 +361,7 @@ public final class Simulation {
         c.fitnessTiming = s.fitnessTiming
         c.explorationBonus = s.explorationBonus
         c.gateInit = s.gateInit
-        c.sharedExpert = s.sharedExpert && !strategy.isDense && c.experts >= 2
+        c.sharedExpert = s.sharedExpert && !strategy.isDense
         c.probeWarm = s.probeWarm && !strategy.isDense
         c.seed = seed
         return c

@@ -65,8 +65,8 @@ struct SimulateCommand: ParsableCommand {
     var explorationBonus = 0.0
     @Option(help: "How devices initialise their own gate: random | zero (every expert starts even).")
     var gateInit = "random"
-    @Flag(help: "Expert 0 is an always-on shared expert every device holds beside its routed experts (the server's shared_expert; MoE strategies only).")
-    var sharedExpert = false
+    @Flag(inversion: .prefixedNo, help: "Expert 0 is an always-on shared expert every device holds beside its routed experts (the server's shared_expert; MoE strategies only).")
+    var sharedExpert = TrainingOptions.federated.sharedExpert
     @Option(help: "Expert-cache slots per device beyond k_c (capped at E − k_c): they keep recently assigned experts.")
     var warmSlots = 0
     @Flag(help: "Devices probe the unassigned experts in their warm slots, forward only, and report their fitness (the server's probe_warm).")

@@ -20,8 +20,11 @@ import Testing
         let measured = trainer.measureFitness(features: data.features, labels: data.labels)
         #expect(trainer.extractor.parameters.map { p in (0..<p.count).map { p.value[$0] } } == weights)
         #expect(measured.map(\.expert) == [0, 1, 2])
-        // Top-2 routing: every sample is counted by exactly two experts, once.
-        #expect(measured.map(\.usage).reduce(0, +) == 2 * data.count)
+        // Top-2 routing over the routed slots, plus the shared expert (slot 0) with the federated
+        // defaults: every sample is counted by exactly three experts, once.
+        #expect(trainer.sharedSlots == 1 && trainer.topK == 2)
+        #expect(measured.map(\.usage).reduce(0, +) == 3 * data.count)
+        #expect(measured[0].usage == data.count, "the shared expert sees every sample")
         #expect(measured.allSatisfy { $0.fitness >= 0 && $0.fitness <= 1 })
         // The same pass again gives the same numbers (nothing was learned).
         #expect(trainer.measureFitness(features: data.features, labels: data.labels) == measured)

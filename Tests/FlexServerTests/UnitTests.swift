@@ -47,8 +47,8 @@ import FlexServerTesting
         #expect(message(#"{"expert_weighting": 1}"#) == "config: 'expert_weighting' must be usage | samples")
         #expect(message(#"{"update_dtype": "int8"}"#) == "config: 'update_dtype' must be fp32 | fp16 | int8-block | int8-row")
         #expect(message(#"{"shared_expert": "yes"}"#) == "config: 'shared_expert' must be true or false")
-        #expect(message(#"{"shared_expert": true, "experts": 1}"#) == "config: 'shared_expert' needs 'experts' ≥ 2")
-        #expect(try ServerConfig.parse(Data(#"{"shared_expert": true}"#.utf8)).sharedExpert)
+        #expect(try !ServerConfig.parse(Data(#"{"shared_expert": false}"#.utf8)).usesSharedExpert)
+        #expect(try !ServerConfig.parse(Data(#"{"shared_expert": true, "experts": 1}"#.utf8)).usesSharedExpert, "one expert: nothing to share")
     }
 
     @Test func configRoundTripsThroughJSONWithTheDocumentedKeys() throws {

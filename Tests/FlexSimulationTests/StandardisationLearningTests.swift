@@ -31,11 +31,13 @@ import Testing
         s.hidden = 32
         s.expertHidden = 32
         s.strategies = [.flex]
-        s.seeds = [1]
+        s.seeds = [1, 2, 3]
         s.threads = 2
         s.standardizeInputs = standardize
+        // The last three rounds of three seeds: one seed's few test samples make a noisy number.
         let rows = try Simulation(settings: s, devices: try devices(scale: scale, offset: offset)).run()
-        return rows.suffix(3).map(\.testAccuracy).reduce(0, +) / 3
+            .filter { $0.round > s.rounds - 3 }
+        return rows.map(\.testAccuracy).reduce(0, +) / Double(rows.count)
     }
 
     @Test func rawUnitsLearnWithFederatedStandardisation() throws {
