@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the main tables and plots of docs/RESULTS.md (release build; about 10 minutes on 2 cores);
+# Reproduces the main tables and plots of docs/RESULTS.md (release build; about 15 minutes on 2 cores);
 # the defaults, standardisation and ablation tables come from Benchmarks/sweep.py (commands in RESULTS.md).
 #   Benchmarks/run_results.sh [OUT_DIR]       (default: results-out; the plots are also copied to docs/results/)
 set -euo pipefail
@@ -22,6 +22,10 @@ run() {  # name, then simulate flags
 mkdir -p "$OUT"
 : > "$OUT/times.txt"
 run synthetic-dirichlet --dataset synthetic --split dirichlet:0.3 --clients 64 --experts 16
+run synthetic-dirichlet01 --dataset synthetic --split dirichlet:0.1 --clients 64 --experts 16
 run synthetic-classes2  --dataset synthetic --split classes:2     --clients 64 --experts 16
 run digits-dirichlet    --dataset csv:Benchmarks/data/digits-raw.csv --split dirichlet:0.3 --clients 32 --experts 8
+run digits-dirichlet01  --dataset csv:Benchmarks/data/digits-raw.csv --split dirichlet:0.1 --clients 32 --experts 8
 run digits-classes2     --dataset csv:Benchmarks/data/digits-raw.csv --split classes:2     --clients 32 --experts 8
+# The tables of docs/RESULTS.md, from the summaries above.
+python3 Benchmarks/results_tables.py "$OUT" | tee "$OUT/tables.md"
