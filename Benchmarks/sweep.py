@@ -59,6 +59,8 @@ STAGES = {
     # Ablation: an always-on shared expert (expert 0 in every device's model, beside the routed ones);
     # run with --strategies flex,greedy,random,fedavg-dense-matched (dense ignores the flag: a reference).
     "shared": [("routed experts only (default)", []), ("shared expert", ["--shared-expert"])],
+    # Robust aggregation (issue #13): what the weight cap and the norm bounds cost honest devices.
+    "robust": [("weight cap 4, norm bound 3 (default)", []), ("no weight cap, training bound only", ["--weight-cap", "0", "--norm-bound", "0"])],
     # Ablation: probing cached but unassigned experts forward-only (run with --metric pre and post).
     "probe": [("no probes (default)", []), ("probe cached experts", ["--probe-warm"]),
               ("2 warm slots, no probes", ["--warm-slots", "2"]), ("2 warm slots + probes", ["--warm-slots", "2", "--probe-warm"])],

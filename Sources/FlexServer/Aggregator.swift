@@ -31,6 +31,48 @@ public struct ValidatedReport: Sendable {
     }
 }
 
+/// The ranges a report's fields must lie in (docs/PROTOCOL.md "Field ranges"), so that no accepted
+/// report can make a round's aggregates non-finite or give one device more than its share.
+public struct ReportLimits: Sendable, Equatable {
+    /// Largest mean training loss a report may carry: a diverging device's cross-entropy stays far
+    /// below it, and a thousand such reports still sum to a finite mean.
+    public static let maxLoss = 1e4
+    /// |D_c| the device registered: each `usage` (samples routed to an expert, summed over the local
+    /// epochs) is at most `registeredSamples × localEpochs`. Nil when unknown (offline `aggregate`).
+    public var registeredSamples: Int?
+    public var localEpochs: Int
+    /// The server's `max_samples`: the largest |D_c| a device may register or report.
+    public var maxSamples: Int
+
+    public init(registeredSamples: Int?, localEpochs: Int, maxSamples: Int) {
+        self.registeredSamples = registeredSamples; self.localEpochs = localEpochs; self.maxSamples = maxSamples
+    }
+
+    /// For reports aggregated offline (`flexmoe-server aggregate`), whose device and settings are
+    /// unknown: the unit ranges and the loss cap still hold; samples and usage are only kept finite.
+    public static let offline = ReportLimits(registeredSamples: nil, localEpochs: 1000, maxSamples: 1_000_000_000)
+
+    /// Checks every field (422 `invalid_field` with the field and its range).
+    public func check(_ f: ReportFields) throws(ProtocolError) {
+        func unit(_ name: String, _ v: Double) throws(ProtocolError) {
+            guard v >= 0 && v <= 1 else { throw .invalidField("\(name) = \(v) is outside [0, 1]") }
+        }
+        guard f.samples <= maxSamples else { throw .invalidField("samples = \(f.samples) exceeds max_samples \(maxSamples)") }
+        guard f.loss.isFinite && f.loss >= 0 && f.loss <= Self.maxLoss else {
+            throw .invalidField("loss = \(f.loss) is outside [0, \(Int(Self.maxLoss))]")
+        }
+        try unit("accuracy", f.accuracy)
+        if let t = f.testAccuracy { try unit("test_accuracy", t) }
+        if let t = f.preTestAccuracy { try unit("pre_test_accuracy", t) }
+        for s in f.fitness { try unit("fitness", s) }
+        for s in f.probedFitness { try unit("probed_fitness", s) }
+        let most = (registeredSamples ?? maxSamples) * max(localEpochs, 1)
+        for u in f.usage where u < 0 || u > most {
+            throw .invalidField("usage = \(u) is outside [0, \(most)] (\(registeredSamples.map { "the \($0) samples registered" } ?? "max_samples") × \(localEpochs) local epochs)")
+        }
+    }
+}
+
 /// Parses and checks a report body (docs/PROTOCOL.md `POST /v1/rounds/N/report`).
 public enum ReportValidator {
     /// Splits the body and parses the fields (framing and fields: 400; an oversized message: 413).
@@ -43,7 +85,7 @@ public enum ReportValidator {
     /// `assigned` the experts the client may report (nil: any).
     public static func validate(
         _ body: UnsafeRawBufferPointer, fields f: SmallMessage, containers: [Range<Int>], model: MoEConfig,
-        extractorVersion: UInt64?, expertVersions: [UInt64]?, assigned: [Int]?,
+        extractorVersion: UInt64?, expertVersions: [UInt64]?, assigned: [Int]?, limits: ReportLimits,
         decompressor: borrowing ZstdDecompressor
     ) throws(ProtocolError) -> ValidatedReport {
         let fields: ReportFields
@@ -51,8 +93,8 @@ public enum ReportValidator {
             if case .badReport(let why) = error { throw .badRequest(why) }
             throw ProtocolError(error)
         }
-        let clientId = fields.clientId, experts = fields.experts, usage = fields.usage
-        for u in usage where u < 0 || u > 1_000_000_000 { throw .badRequest("usage out of range") }
+        let clientId = fields.clientId, experts = fields.experts
+        try limits.check(fields)
         for e in experts where e < 0 || e >= model.experts { throw .notFound("expert \(e) out of range") }
         if let a = assigned {
             for e in experts where !a.contains(e) { throw .notAssigned("expert \(e) is not assigned to client \(clientId)") }
@@ -62,7 +104,6 @@ public enum ReportValidator {
             throw .badRequest("probed expert \(e) is out of range or assigned")
         }
         if fields.probed.count > model.experts { throw .badRequest("more probes than experts") }
-        for s in fields.probedFitness where !(s >= 0 && s <= 1) { throw .badRequest("probed fitness \(s) is outside [0, 1]") }
         if containers.count != 1 + experts.count {
             throw .badRequest("\(containers.count) containers, expected 1 + \(experts.count)")
         }
@@ -111,7 +152,11 @@ public struct StreamingAggregator: Sendable {
     private var expertSum: [[Double]]
     public private(set) var expertWeight: [Double]
     public private(set) var reports = 0
+    /// Deltas scaled down by a norm bound (`clipNorm` or the bounds given to `fold`).
     public private(set) var clipped = 0
+    /// L2 norms of the folded deltas before any clipping: the extractor's, and every expert's.
+    public private(set) var extractorNorms: [Double] = []
+    public private(set) var expertNorms: [Double] = []
 
     public init(config: MoEConfig, clipNorm: Double = 0) {
         self.config = config
@@ -121,27 +166,39 @@ public struct StreamingAggregator: Sendable {
         expertWeight = [Double](repeating: 0, count: config.experts)
     }
 
-    private mutating func scale(_ delta: [Float]) -> Double {
-        guard clipNorm > 0 else { return 1 }
+    /// The L2 norm of a delta.
+    public static func norm(_ delta: [Float]) -> Double {
         var s = 0.0
         for x in delta { s += Double(x) * Double(x) }
-        let n = s.squareRoot()
-        if n > clipNorm { clipped += 1; return clipNorm / n }
+        return s.squareRoot()
+    }
+
+    /// The factor that brings a delta of norm `n` within `bound` and `clipNorm` (1 when it is).
+    private mutating func scale(norm n: Double, bound: Double) -> Double {
+        let limit = clipNorm > 0 ? min(bound, clipNorm) : bound
+        if n > limit { clipped += 1; return limit / n }
         return 1
     }
 
     /// Adds one validated report: the extractor with `extractorWeight` (|D_c|), expert slot i with
-    /// `expertWeights[i]` (u[c][e] or |D_c|).
-    public mutating func fold(_ r: ValidatedReport, extractorWeight wx: Double, expertWeights: [Double]) {
+    /// `expertWeights[i]` (u[c][e] or |D_c|); each delta is first scaled down to its norm bound
+    /// (`extractorBound`, `expertBound`, and `clipNorm`), so that one report moves the model by at
+    /// most its weight's share of that bound.
+    public mutating func fold(_ r: ValidatedReport, extractorWeight wx: Double, expertWeights: [Double],
+                              extractorBound: Double = .infinity, expertBound: Double = .infinity) {
         reports += 1
         if wx > 0 {
-            let k = wx * scale(r.extractorDelta)
+            let n = Self.norm(r.extractorDelta)
+            extractorNorms.append(n)
+            let k = wx * scale(norm: n, bound: extractorBound)
             for i in 0..<extractorSum.count { extractorSum[i] += k * Double(r.extractorDelta[i]) }
             extractorWeight += wx
         }
         for (slot, e) in r.experts.enumerated() where expertWeights[slot] > 0 {
             let w = expertWeights[slot]
-            let k = w * scale(r.expertDeltas[slot])
+            let n = Self.norm(r.expertDeltas[slot])
+            expertNorms.append(n)
+            let k = w * scale(norm: n, bound: expertBound)
             if expertSum[e].isEmpty { expertSum[e] = [Double](repeating: 0, count: config.expertParameterCount) }
             let d = r.expertDeltas[slot]
             expertSum[e].withUnsafeMutableBufferPointer { s in

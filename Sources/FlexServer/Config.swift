@@ -33,6 +33,14 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     // aggregation
     public var expertWeighting = ExpertWeighting.usage
     public var clipNorm = 0.0
+    /// A device's aggregation weight is at most `weight_cap` × the median |D_c| of the round's
+    /// assigned devices (0: off), so a device that claims many samples cannot outweigh the rest.
+    public var weightCap = 4.0
+    /// Each delta (extractor; each expert) is clipped to `norm_bound` × the median norm of the same
+    /// kind of delta in the previous round (0: off); always also to the training bound (docs/SERVER.md).
+    public var normBound = 3.0
+    /// The largest |D_c| a device may register or report.
+    public var maxSamples = 1_000_000
     /// Standardise inputs with statistics pooled from the devices (docs/PROTOCOL.md); false hands out
     /// the identity (mean 0, std 1) without waiting for statistics.
     public var standardizeInputs = true
@@ -66,7 +74,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         case rounds, minClients = "min_clients", roundDeadline = "round_deadline_s", localEpochs = "local_epochs", batch
         case learningRate = "learning_rate", momentum, gradientClip = "gradient_clip"
         case beta, alphaLoss = "alpha_loss", epsilon, fitness, solver
-        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", gateInit = "gate_init", sharedExpert = "shared_expert", probeWarm = "probe_warm", storageDType = "storage_dtype"
+        case expertWeighting = "expert_weighting", clipNorm = "clip_norm", weightCap = "weight_cap", normBound = "norm_bound", maxSamples = "max_samples", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", gateInit = "gate_init", sharedExpert = "shared_expert", probeWarm = "probe_warm", storageDType = "storage_dtype"
         case updateDType = "update_dtype", maxReportBytes = "max_report_bytes"
         case listenHost = "listen_host", port, stateDir = "state_dir", tokenFile = "token_file"
         case keepCheckpoints = "keep_checkpoints", seed, maxStrikes = "max_strikes"
@@ -162,6 +170,10 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         try one(.solver, &solver, [SolverKind.flex, .greedy, .random, .roundRobin, .exact].map { ($0.rawValue, $0) })
         try one(.expertWeighting, &expertWeighting, ExpertWeighting.allCases.map { ($0.rawValue, $0) })
         try real(.clipNorm, &clipNorm)
+        try real(.weightCap, &weightCap); try real(.normBound, &normBound)
+        if weightCap != 0 && weightCap < 1 { throw ServerError.config("'weight_cap' must be 0 (off) or ≥ 1") }
+        if normBound != 0 && normBound < 1 { throw ServerError.config("'norm_bound' must be 0 (off) or ≥ 1") }
+        try int(.maxSamples, &maxSamples, min: 1)
         try real(.explorationBonus, &explorationBonus)
         try one(.fitnessTiming, &fitnessTiming, FitnessTiming.allCases.map { ($0.rawValue, $0) })
         try one(.gateInit, &gateInit, GateInit.allCases.map { ($0.rawValue, $0) })

@@ -50,7 +50,7 @@ public enum OfflineAggregation {
                             return try ReportValidator.validate(p, fields: f, containers: ranges, model: config,
                                                                 extractorVersion: model.extractorVersion,
                                                                 expertVersions: model.expertVersions, assigned: nil,
-                                                                decompressor: decompressor)
+                                                                limits: .offline, decompressor: decompressor)
                         }
                     }.get()
                     let s = Double(max(r.samples, 0))

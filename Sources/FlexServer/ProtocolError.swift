@@ -14,6 +14,8 @@ public enum ProtocolError: Error, Equatable, Sendable {
     case tooLarge(String)
     case headerTooLarge(String)
     case invalidUpdate(String)
+    /// A report or registration field outside its documented range (docs/PROTOCOL.md "Field ranges").
+    case invalidField(String)
     case notReady(String)
     case upgradeRequired(String)
 
@@ -27,7 +29,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .staleVersion, .duplicate, .notAssigned, .roundClosed: 409
         case .tooLarge: 413
         case .headerTooLarge: 431
-        case .invalidUpdate: 422
+        case .invalidUpdate, .invalidField: 422
         case .notReady: 503
         case .upgradeRequired: 426
         }
@@ -46,6 +48,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .roundClosed: "round_closed"
         case .tooLarge, .headerTooLarge: "too_large"
         case .invalidUpdate: "invalid_update"
+        case .invalidField: "invalid_field"
         case .notReady: "not_ready"
         case .upgradeRequired: "upgrade_required"
         }
@@ -55,7 +58,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         switch self {
         case .badRequest(let m), .unauthorized(let m), .forbidden(let m), .notFound(let m),
              .methodNotAllowed(let m), .staleVersion(let m), .duplicate(let m), .notAssigned(let m),
-             .roundClosed(let m), .tooLarge(let m), .headerTooLarge(let m), .invalidUpdate(let m), .notReady(let m), .upgradeRequired(let m):
+             .roundClosed(let m), .tooLarge(let m), .headerTooLarge(let m), .invalidUpdate(let m), .invalidField(let m), .notReady(let m), .upgradeRequired(let m):
             return m
         }
     }

@@ -28,6 +28,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var meanPreTestAccuracy: Double?
     public var expertsUpdated: [Int]
     public var extractorUpdated: Bool
+    /// Deltas scaled down by a norm bound this round (robust aggregation; nil in records from before it).
+    public var clippedUpdates: Int?
 
     enum CodingKeys: String, CodingKey {
         case round, participants, assigned, dropped
@@ -38,6 +40,7 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         case meanTestAccuracy = "mean_test_accuracy", meanPreTestAccuracy = "mean_pre_test_accuracy"
         case expertsUpdated = "experts_updated"
         case extractorUpdated = "extractor_updated"
+        case clippedUpdates = "clipped_updates"
     }
 }
 

@@ -44,6 +44,10 @@ public final class RoundStateMachine {
     var roundLoss = 0.0, roundAccuracy = 0.0
     var roundTestAccuracy = 0.0, roundTestReports = 0
     var roundPreTestAccuracy = 0.0, roundPreTestReports = 0
+    /// Robust aggregation (docs/SERVER.md): the round's cap on a device's weight, and the median
+    /// delta norms of the last round that had reports (nil before the first).
+    var roundWeightCap = Double.infinity
+    var lastMedianNorms: (extractor: Double?, expert: Double?) = (nil, nil)
 
     // federated standardisation (docs/PROTOCOL.md): pooled until the first round opens, then frozen
     var statsPool: FeatureStatsPool
@@ -118,6 +122,9 @@ public final class RoundStateMachine {
                                    + "the device speaks \(r.protocolVersion): update flexmoe-edge")
         }
         guard !r.board.contains("\t") else { throw .badRequest("board name holds a tab") }
+        guard r.samples <= config.maxSamples else {
+            throw .invalidField("samples = \(r.samples) exceeds the server's max_samples \(config.maxSamples)")
+        }
         let cid = byHash[id.hash] ?? ((clients.keys.max() ?? 0) + 1)
         let rec = ClientRecord(id: cid, tokenHash: id.hash, name: id.name, kc: r.kc, samples: r.samples, storage: r.storage.name,
                                memoryBudget: r.memoryBudget, board: r.board, maxBatch: r.maxBatch)
@@ -243,6 +250,8 @@ public final class RoundStateMachine {
         public var extractorVersion: UInt64
         public var expertVersions: [UInt64]
         public var model: MoEConfig
+        /// The ranges of the report's fields (usage against the samples this client registered).
+        public var limits: ReportLimits
     }
 
     /// Checks that client `c` may report in round `n` now (409 otherwise) and holds its place.
@@ -254,7 +263,9 @@ public final class RoundStateMachine {
         if reported.contains(c) || inFlight.contains(c) { throw .duplicate("client \(c) already reported in round \(n)") }
         inFlight.insert(c)
         return ReportTicket(client: c, round: n, assigned: assignment[c]!, extractorVersion: roundExtractorVersion,
-                            expertVersions: roundExpertVersions, model: config.model)
+                            expertVersions: roundExpertVersions, model: config.model,
+                            limits: ReportLimits(registeredSamples: clients[c]?.samples, localEpochs: config.localEpochs,
+                                                 maxSamples: config.maxSamples))
     }
 
     /// Decodes and checks a report body against its ticket. Pure: callers may run it outside their lock
@@ -263,7 +274,7 @@ public final class RoundStateMachine {
                                 ticket t: ReportTicket, decompressor: borrowing ZstdDecompressor) throws(ProtocolError) -> ValidatedReport {
         try ReportValidator.validate(body, fields: fields, containers: containers, model: t.model,
                                      extractorVersion: t.extractorVersion, expertVersions: t.expertVersions,
-                                     assigned: t.assigned, decompressor: decompressor)
+                                     assigned: t.assigned, limits: t.limits, decompressor: decompressor)
     }
 
     /// Releases a ticket whose report was refused.
@@ -274,9 +285,10 @@ public final class RoundStateMachine {
         inFlight.remove(t.client)
         guard t.round == round && phase == .open else { throw .roundClosed("round \(t.round) closed while the report was checked") }
         let c = t.client
-        let samples = Double(clients[c]?.samples ?? r.samples)
-        let weights = r.experts.indices.map { config.weightByUsage ? Double(r.usage[$0]) : samples }
-        aggregator.fold(r, extractorWeight: samples, expertWeights: weights)
+        let b = aggregationBounds(client: c, reportedSamples: r.samples)
+        let weights = r.experts.indices.map { (config.weightByUsage ? Double(r.usage[$0]) : b.samples) * b.factor }
+        aggregator.fold(r, extractorWeight: b.samples * b.factor, expertWeights: weights,
+                        extractorBound: b.extractor, expertBound: b.expert)
         for (i, e) in r.experts.enumerated() { reportedLoad[e] += r.usage[i] }
         planner.record(client: c, experts: r.experts, fitness: r.fitness)
         if config.probeWarm { planner.record(client: c, experts: r.fields.probed, fitness: r.fields.probedFitness) }
@@ -288,6 +300,30 @@ public final class RoundStateMachine {
         strikes[c] = 0
         if reported.count >= assignment.count { closeRound(now: now) }
         return ReportReceipt(round: t.round)
+    }
+
+    /// How much one device may move the model this round (docs/SERVER.md "Robust aggregation"): its
+    /// weight |D_c| scaled by `factor` so that it is at most the round's weight cap, and the norm
+    /// bound of its extractor and expert deltas: the least of
+    ///  - the training bound: local SGD with gradient clip g, learning rate η, momentum μ and T steps
+    ///    moves any part by at most η·T·g/(1 − μ) (T from the capped |D_c|, its batch and the local
+    ///    epochs), with 25% headroom for the quantisation of the delta;
+    ///  - `norm_bound` × the median norm of that kind of delta in the last round with reports;
+    ///  - `clip_norm` (applied by the aggregator).
+    func aggregationBounds(client c: Int, reportedSamples: Int) -> (samples: Double, factor: Double, extractor: Double, expert: Double) {
+        let rec = clients[c]
+        let n = Double(max(rec?.samples ?? reportedSamples, 1))
+        let capped = min(n, roundWeightCap)
+        var train = Double.infinity
+        if config.gradientClip > 0 && config.momentum < 1 {
+            let batch = Double(max(min(config.batch, rec?.maxBatch ?? config.batch), 1))
+            let steps = Double(config.localEpochs) * (capped / batch).rounded(.up)
+            train = 1.25 * config.learningRate * steps * config.gradientClip / (1 - config.momentum)
+        }
+        let k = config.normBound
+        let x = k > 0 ? lastMedianNorms.extractor.map { k * $0 } ?? .infinity : .infinity
+        let e = k > 0 ? lastMedianNorms.expert.map { k * $0 } ?? .infinity : .infinity
+        return (n, capped / n, min(train, x), min(train, e))
     }
 
     /// Bytes moved by requests, for the round record.
@@ -319,6 +355,8 @@ public final class RoundStateMachine {
         let capacity = ids.map { min(clients[$0]?.kc ?? 1, E) }
         let sizes = ids.map { clients[$0]?.samples ?? 1 }
         let (plan, failure) = planner.assign(round: round + 1, clients: ids, capacity: capacity, dataSize: sizes)
+        let medianSize = Self.median(sizes.map(Double.init)) ?? .infinity
+        roundWeightCap = config.weightCap > 0 ? config.weightCap * medianSize : .infinity
         let result = plan.result
         if let error = failure { logger.error("assignment failed, using round-robin", metadata: ["error": "\(error)"]) }
         round += 1
@@ -348,6 +386,8 @@ public final class RoundStateMachine {
     func closeRound(now: Double) {
         guard phase == .open else { return }
         let changed = aggregator.apply(to: &model, round: UInt64(round))
+        lastMedianNorms = (Self.median(aggregator.extractorNorms) ?? lastMedianNorms.extractor,
+                           Self.median(aggregator.expertNorms) ?? lastMedianNorms.expert)
         containers = [:]
         let dropped = assignment.keys.filter { !reported.contains($0) }.sorted()
         droppedTotal += dropped.count
@@ -368,7 +408,7 @@ public final class RoundStateMachine {
             meanLoss: roundLoss / n, meanAccuracy: roundAccuracy / n,
             meanTestAccuracy: roundTestReports > 0 ? roundTestAccuracy / Double(roundTestReports) : nil,
             meanPreTestAccuracy: roundPreTestReports > 0 ? roundPreTestAccuracy / Double(roundPreTestReports) : nil,
-            expertsUpdated: changed.experts, extractorUpdated: changed.extractor)
+            expertsUpdated: changed.experts, extractorUpdated: changed.extractor, clippedUpdates: aggregator.clipped)
         lastRound = record
         var q: [Int: [PersistedState.QEntry]] = [:]
         for c in planner.fitness.clientIDs {
@@ -405,5 +445,12 @@ public final class RoundStateMachine {
                             expertLoad: load, loadCV: planner.routedMetrics(load).finiteCV,
                             extractorVersion: model.extractorVersion, expertVersions: model.expertVersions,
                             lastRound: lastRound)
+    }
+
+    /// The median of `values` (mean of the middle two for an even count), nil when empty.
+    static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let v = values.sorted(), m = v.count / 2
+        return v.count % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2
     }
 }

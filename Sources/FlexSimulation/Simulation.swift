@@ -122,6 +122,9 @@ public struct SimulationSettings: Sendable {
     /// Extra expert-cache slots per device beyond k_c (at most E − k_c), which keep recently assigned
     /// experts; with `probeWarm` devices probe the unassigned ones they hold (the server's `probe_warm`).
     public var warmSlots = 0
+    /// The server's robust aggregation (`weight_cap`, `norm_bound`; 0 turns each off).
+    public var weightCap = ServerConfig().weightCap
+    public var normBound = ServerConfig().normBound
     public var probeWarm = false
     /// Expert aggregation weight u[c][e] (true) or |D_c| (false).
     public var weightByUsage = true
@@ -153,6 +156,8 @@ public struct SimulationRound: Sendable {
     public var missedReports = 0
     /// (client, expert) pairs probed forward-only from warm cache slots (`probeWarm`), over the accepted reports.
     public var probedPairs = 0
+    /// Deltas the server scaled down by a norm bound (robust aggregation).
+    public var clippedUpdates = 0
     /// Mean over devices of the last local epoch's training loss and accuracy.
     public var trainLoss: Double
     public var trainAccuracy: Double
@@ -363,6 +368,8 @@ public final class Simulation {
         c.gateInit = s.gateInit
         c.sharedExpert = s.sharedExpert && !strategy.isDense
         c.probeWarm = s.probeWarm && !strategy.isDense
+        c.weightCap = s.weightCap
+        c.normBound = s.normBound
         c.seed = seed
         return c
     }
@@ -462,6 +469,7 @@ public final class Simulation {
             row.preTestAccuracy = preTests.isEmpty ? 0 : preTests.reduce(0, +) / Double(preTests.count)
             row.missedReports = missed
             row.probedPairs = accepted.reduce(0) { $0 + ($1.fields?.probed.count ?? 0) }
+            row.clippedUpdates = record.clippedUpdates ?? 0
             rounds.append(row)
             progress(row)
         }

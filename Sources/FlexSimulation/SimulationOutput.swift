@@ -5,7 +5,7 @@ import Foundation
 public enum SimulationOutput {
     public static let csvColumns = [
         "strategy", "seed", "round", "test_accuracy", "pre_test_accuracy", "train_loss", "train_accuracy", "load_cv", "max_over_mean",
-        "relaxation_steps", "missed_reports", "probed_pairs", "bytes_up_per_client", "bytes_down_per_client", "bytes_per_client", "seconds", "expert_load",
+        "relaxation_steps", "missed_reports", "probed_pairs", "clipped_updates", "bytes_up_per_client", "bytes_down_per_client", "bytes_per_client", "seconds", "expert_load",
     ]
 
     /// One row per strategy × seed × round; `expert_load` is the per-expert load joined with ';'.
@@ -14,7 +14,7 @@ public enum SimulationOutput {
         for r in rows {
             let fields: [String] = [
                 r.strategy.rawValue, String(r.seed), String(r.round), f6(r.testAccuracy), f6(r.preTestAccuracy), f6(r.trainLoss), f6(r.trainAccuracy),
-                f6(r.cv), f6(r.maxOverMean), String(r.relaxationSteps), String(r.missedReports), String(r.probedPairs), String(Int(r.bytesUp.rounded())),
+                f6(r.cv), f6(r.maxOverMean), String(r.relaxationSteps), String(r.missedReports), String(r.probedPairs), String(r.clippedUpdates), String(Int(r.bytesUp.rounded())),
                 String(Int(r.bytesDown.rounded())), String(Int(r.bytesPerClient.rounded())), String(format: "%.4f", r.seconds),
                 r.load.map(String.init).joined(separator: ";"),
             ]
@@ -134,7 +134,7 @@ public enum SimulationOutput {
             "epsilon": s.epsilon, "beta": s.beta, "storage_dtype": s.storage.name, "update_dtype": s.update.name,
             "standardize_inputs": s.standardizeInputs, "shared_expert": s.sharedExpert, "gate_init": s.gateInit.rawValue,
             "fitness_timing": s.fitnessTiming.rawValue, "exploration_bonus": s.explorationBonus,
-            "warm_slots": s.warmSlots, "probe_warm": s.probeWarm,
+            "warm_slots": s.warmSlots, "probe_warm": s.probeWarm, "weight_cap": s.weightCap, "norm_bound": s.normBound,
             "metrics": [
                 "final_accuracy": "mean over devices of the local test accuracy after the last round's local training",
                 "rounds_to_target": "first round whose accuracy >= target_accuracy, over the seeds that reached it",

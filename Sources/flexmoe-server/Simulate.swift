@@ -71,6 +71,10 @@ struct SimulateCommand: ParsableCommand {
     var warmSlots = 0
     @Flag(help: "Devices probe the unassigned experts in their warm slots, forward only, and report their fitness (the server's probe_warm).")
     var probeWarm = false
+    @Option(help: "The server's weight_cap: a device weighs at most this × the median |D_c| (0: off).")
+    var weightCap = ServerConfig().weightCap
+    @Option(help: "The server's norm_bound: deltas clipped to this × last round's median norm, and to the training bound (0: training bound only).")
+    var normBound = ServerConfig().normBound
     @Option(help: "Worker threads (results do not depend on it; default: the number of cores).")
     var threads: Int?
     @Flag(help: "No progress line.")
@@ -131,6 +135,9 @@ struct SimulateCommand: ParsableCommand {
         guard warmSlots >= 0 else { fail("--warm-slots ≥ 0") }
         s.warmSlots = warmSlots
         s.probeWarm = probeWarm
+        guard weightCap == 0 || weightCap >= 1, normBound == 0 || normBound >= 1 else { fail("--weight-cap and --norm-bound: 0 (off) or ≥ 1") }
+        s.weightCap = weightCap
+        s.normBound = normBound
         switch expertWeighting {
         case "usage": s.weightByUsage = true
         case "samples": s.weightByUsage = false

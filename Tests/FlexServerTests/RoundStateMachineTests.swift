@@ -144,6 +144,58 @@ import FlexServerTesting
         if probeWarm { #expect(abs(m.planner.fitness.value(client: ids[0], expert: unassigned)! - (beta * 0.9 + (1 - beta) * 0.5)) < 1e-6) }
     }
 
+    /// The poisoning scenario of issue #13: one device that registered 1,000 samples (honest ones 10)
+    /// reports every delta at ±1e6 with the largest usage it may claim. The weight cap (4 × the median
+    /// |D_c| = 40) and the training norm bound keep what it can do to the model to its share.
+    @Test func onePoisoningDeviceMovesTheModelAtMostByItsShare() throws {
+        var c = Self.config()
+        c.minClients = 5
+        let m = try Self.machine(c)
+        var honest = ReportBuilder(config: c.model, dtype: .fp32)
+        var ids = try Self.register(m, 4)
+        let attacker = try m.register(Self.identity(99), RegisterRequest(memoryBudget: 1 << 24, kc: 2, storage: .int8Block,
+                                                                        board: "host", samples: 1000, maxBatch: 8), now: 0).clientId
+        try Self.sendStats(m, client: attacker, samples: 1000)
+        ids.append(attacker)
+        // A registration above max_samples is refused with its reason.
+        do {
+            _ = try m.register(Self.identity(100), RegisterRequest(memoryBudget: 1 << 24, kc: 2, storage: .int8Block, board: "host",
+                                                                   samples: c.maxSamples + 1, maxBatch: 8), now: 0)
+            Issue.record("a registration above max_samples was accepted")
+        } catch { #expect(error.code == "invalid_field") }
+        m.tick(now: 0)
+        let before = m.model
+        for id in ids.dropLast() { try Self.report(m, client: id, now: 1, builder: &honest) }
+        // The attacker: ±1e6 everywhere, usage = 1000 samples × 2 epochs (the most it may claim).
+        let message = m.roundMessage(client: attacker, now: 1)
+        var evil = ReportBuilder(config: c.model, dtype: .fp32)
+        var containers = [evil.delta(kind: .extractorDelta, expert: nil, version: message.extractorVersion, value: 1e6)]
+        for (i, e) in message.assigned.enumerated() {
+            containers.append(evil.delta(kind: .expertDelta, expert: e, version: message.expertVersions[i], value: -1e6))
+        }
+        let fields = ReportBuilder.fields(client: attacker, samples: 1000, experts: message.assigned,
+                                          usage: message.assigned.map { _ in 1000 * c.localEpochs })
+        try ReportFrame.encode(fields: fields, containers: containers).withUnsafeBytes { b in
+            try Result { () throws(ProtocolError) in
+                let (f, r) = try ReportValidator.fields(b)
+                let ticket = try m.beginReport(client: attacker, round: message.round)
+                let v = try RoundStateMachine.validate(b, fields: f, containers: r, ticket: ticket, decompressor: ZstdDecompressor())
+                _ = try m.finishReport(ticket, v, now: 1)
+            }.get()
+        }
+        #expect(m.completedRound == 1)
+        // Weight cap 4 × median(10, 10, 10, 10, 1000) = 40 against the honest 4 × 10: a share of 1/2 of
+        // the training bound 1.25 · η · T · g / (1 − μ), T = 2 epochs × ⌈40 / 8⌉ steps.
+        let bound = 1.25 * c.learningRate * Double(c.localEpochs) * 5 * c.gradientClip / (1 - c.momentum)
+        var moved = 0.0
+        for (a, b) in zip(m.model.extractor, before.extractor) { moved += Double(a - b) * Double(a - b) }
+        #expect(moved.squareRoot() <= 0.5 * bound + 0.1, "the extractor moved by \(moved.squareRoot()), bound \(0.5 * bound)")
+        #expect(m.model.extractor.allSatisfy { abs($0) < 100 })
+        #expect(m.lastRound?.clippedUpdates ?? 0 >= 1 + message.assigned.count, "the attacker's deltas were clipped")
+        // The next round's bound adds 3 × the median norm of round 1's deltas.
+        #expect(m.lastMedianNorms.extractor != nil && m.lastMedianNorms.expert != nil)
+    }
+
     @Test func theDeadlineClosesARoundWithStragglersAndStrikesRetireThem() throws {
         let c = Self.config(deadline: 10, strikes: 2)
         let m = try Self.machine(c)
@@ -200,7 +252,7 @@ import FlexServerTesting
             Result { () throws(ProtocolError) -> ValidatedReport in
                 let (f, r) = try ReportValidator.fields(b)
                 return try ReportValidator.validate(b, fields: f, containers: r, model: c.model, extractorVersion: nil,
-                                                    expertVersions: nil, assigned: nil, decompressor: ZstdDecompressor())
+                                                    expertVersions: nil, assigned: nil, limits: .offline, decompressor: ZstdDecompressor())
             }
         }.get()
         do { _ = try m.finishReport(t2, v, now: 20); Issue.record("a report outliving its round was folded") } catch {

@@ -96,7 +96,7 @@ import FlexServerTesting
             return try body.withUnsafeBytes { p in
                 let (f, r) = try ReportValidator.fields(p)
                 return try ReportValidator.validate(p, fields: f, containers: r, model: cfg, extractorVersion: 0,
-                                                    expertVersions: [0, 0, 0], assigned: [0], decompressor: ZstdDecompressor())
+                                                    expertVersions: [0, 0, 0], assigned: [0], limits: .offline, decompressor: ZstdDecompressor())
             }
         }
         var agg = StreamingAggregator(config: cfg)
@@ -116,6 +116,21 @@ import FlexServerTesting
         let n = Float(cfg.expertParameterCount)
         #expect(abs(m2.experts[0][0] - before.experts[0][0] - 0.5 / n.squareRoot()) < 1e-5)
         #expect(clip.clipped == 2)
+
+        // Per-report norm bounds (robust aggregation), toy vectors with a known winner: three honest
+        // deltas of 0.1 everywhere and one of 1000; with a bound of 3 × the honest norm the outlier
+        // counts as 0.3 everywhere, so the mean is (3·0.1 + 0.3)/4 = 0.15, not 250.075.
+        var bounded = StreamingAggregator(config: cfg)
+        var m3 = before
+        let honestNorm = Double(0.1) * Double(cfg.expertParameterCount).squareRoot()
+        for (client, value) in [(1, Float(0.1)), (2, 0.1), (3, 0.1), (4, 1000)] {
+            bounded.fold(try report(client: client, value: value, usage: 1), extractorWeight: 0, expertWeights: [1],
+                         expertBound: 3 * honestNorm)
+        }
+        bounded.apply(to: &m3, round: 1)
+        #expect(abs(m3.experts[0][0] - before.experts[0][0] - 0.15) < 1e-5)
+        #expect(bounded.clipped == 1)
+        #expect(bounded.expertNorms.count == 4 && abs(bounded.expertNorms[0] - honestNorm) < 1e-6 * honestNorm)
     }
 
     @Test func validatorRejects() throws {
@@ -126,7 +141,9 @@ import FlexServerTesting
                 do throws(ProtocolError) {
                     let (f, r) = try ReportValidator.fields(p)
                     _ = try ReportValidator.validate(p, fields: f, containers: r, model: cfg, extractorVersion: 0,
-                                                     expertVersions: [0, 0, 0], assigned: assigned, decompressor: ZstdDecompressor())
+                                                     expertVersions: [0, 0, 0], assigned: assigned,
+                                                     limits: ReportLimits(registeredSamples: 10, localEpochs: 2, maxSamples: 1000),
+                                                     decompressor: ZstdDecompressor())
                     return nil
                 } catch { return error }
             }
@@ -141,6 +158,19 @@ import FlexServerTesting
         #expect(check(ReportFrame.encode(fields: f, containers: [x, [UInt8](repeating: 7, count: 100)]))?.status == 422)
         #expect(check(ReportFrame.encode(fields: f, containers: [x, x]))?.status == 422)
         #expect(check(good, assigned: [1])?.code == "not_assigned")
+        // Field ranges (10 samples registered, 2 local epochs): 422 invalid_field, naming the field.
+        func withField(_ key: String, _ value: String) -> [UInt8] {
+            var g = f
+            g.set(key, value)
+            return ReportFrame.encode(fields: g, containers: [x, b.delta(kind: .expertDelta, expert: 0, version: 0)])
+        }
+        #expect(check(withField("usage", "20")) == nil, "usage up to samples × local epochs")
+        for (key, value) in [("loss", "1.7e308"), ("loss", "-1"), ("accuracy", "-1e300"), ("fitness", "3.4e38"),
+                             ("usage", "21"), ("usage", "1000000000"), ("samples", "1000000000"), ("test_accuracy", "1.01"),
+                             ("pre_test_accuracy", "-0.5")] {
+            let e = check(withField(key, value))
+            #expect(e?.code == "invalid_field" && e?.status == 422 && e!.message.hasPrefix(key), "\(key)=\(value): \(String(describing: e))")
+        }
         // Probes of unassigned experts: in the model, not assigned, fitness in [0, 1].
         func probing(_ experts: String, _ fitness: String) -> [UInt8] {
             var g = f
@@ -149,8 +179,8 @@ import FlexServerTesting
         }
         #expect(check(probing("1,2", "0.5,0")) == nil)
         #expect(check(probing("3", "0.5"))?.status == 400, "expert 3 is not in a 3-expert model")
-        #expect(check(probing("1", "1.5"))?.status == 400)
-        #expect(check(probing("1", "-0.1"))?.status == 400)
+        #expect(check(probing("1", "1.5"))?.code == "invalid_field")
+        #expect(check(probing("1", "-0.1"))?.code == "invalid_field")
         #expect(check(probing("0", "0.5"))?.status == 400, "expert 0 was trained, not probed")
         #expect(check(probing("1,2", "0.5"))?.status == 400, "one fitness per probe")
         let wrongShape: ReportBuilder = ReportBuilder(config: MoEConfig(inputDim: 6, hidden: 4, expertHidden: 6, classes: 3, experts: 3), dtype: .fp32)
