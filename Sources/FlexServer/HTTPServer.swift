@@ -28,12 +28,18 @@ public final class FlexHTTPServer: Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // The head guard learns where each request's head ends from right behind the
+                    // decoder, before the pipelining handler holds requests back, so pipelined
+                    // requests behind a long poll count one head each.
                     let guardHandler = HeadSizeGuard()
-                    try channel.pipeline.syncOperations.addHandler(guardHandler)
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true, withErrorHandling: false)
-                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(90)))
-                    try channel.pipeline.syncOperations.addHandler(RequestHandler(coordinator: coordinator, guard: guardHandler))
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(guardHandler)
+                    try sync.addHandler(HTTPResponseEncoder())
+                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+                    try sync.addHandler(HeadBoundaries(guard: guardHandler))
+                    try sync.addHandler(HTTPServerPipelineHandler())
+                    try sync.addHandler(IdleStateHandler(readTimeout: .seconds(90)))
+                    try sync.addHandler(RequestHandler(coordinator: coordinator))
                 }
             }
         channel = try bootstrap.bind(host: host, port: port).wait()
@@ -79,6 +85,23 @@ final class HeadSizeGuard: ChannelInboundHandler {
 
     func headSeen() { awaitingHead = false; headBytes = 0 }
     func requestDone() { awaitingHead = true; headBytes = 0 }
+}
+
+/// Tells the head guard where the decoder found each request's head and end.
+final class HeadBoundaries: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    let guardHandler: HeadSizeGuard
+    init(guard g: HeadSizeGuard) { guardHandler = g }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: guardHandler.headSeen()
+        case .end: guardHandler.requestDone()
+        case .body: break
+        }
+        context.fireChannelRead(data)
+    }
 }
 
 enum Route {
@@ -156,7 +179,6 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let coordinator: Coordinator
-    let guardHandler: HeadSizeGuard
     var head: HTTPRequestHead?
     var route: Route?
     var identity: Coordinator.Identity?
@@ -167,15 +189,13 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     var inputClosed = false
     var requestBytes = 0
 
-    init(coordinator: Coordinator, guard g: HeadSizeGuard) {
+    init(coordinator: Coordinator) {
         self.coordinator = coordinator
-        guardHandler = g
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
-            guardHandler.headSeen()
             head = h; route = nil; identity = nil; body = []; discard = false; expected = 0
             requestBytes = 64 + h.uri.utf8.count + h.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }  // ≈ head bytes
             do throws(ProtocolError) { try begin(h) } catch {
@@ -193,7 +213,6 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             body += buf.readBytes(length: buf.readableBytes) ?? []
         case .end:
-            guardHandler.requestDone()
             guard !discard, let h = head, let r = route else { return }
             if body.count != expected {
                 respond(context: context, error: .badRequest("truncated body"), close: true)

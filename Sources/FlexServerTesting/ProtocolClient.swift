@@ -156,6 +156,18 @@ public final class ProtocolClient {
         return try? readResponse(fd, buffer: &buffer)
     }
 
+    /// Sends raw bytes (several pipelined requests) on a fresh connection and reads `count`
+    /// responses in order; stops early when the server closes the connection.
+    public static func pipelined(host: String = "127.0.0.1", port: Int, _ bytes: [UInt8], count: Int, timeout: Double = 30) throws -> [Response] {
+        let fd = try connect(host: host, port: port, timeout: timeout)
+        defer { close(fd) }
+        try sendAll(fd, bytes)
+        var buffer: [UInt8] = []
+        var out: [Response] = []
+        while out.count < count, let r = try? readResponse(fd, buffer: &buffer) { out.append(r) }
+        return out
+    }
+
     // MARK: protocol steps
 
     /// Registers as a protocol-2 device and, when that succeeds, sends feature statistics of
