@@ -256,7 +256,8 @@ public final class EdgeAgent {
     }
 
     /// Retries `body` with exponential backoff (0.5 s doubling to 10 s) on network errors, timeouts
-    /// and 503, until it succeeds, fails otherwise, or a stop is requested.
+    /// 503 (server busy or not ready) and 429 (rate limited), until it succeeds, fails otherwise, or a
+    /// stop is requested.
     func withRetries<R>(_ what: String, _ body: () throws(EdgeError) -> R) throws(EdgeError) -> R {
         var delay: Int32 = 500
         while true {
@@ -266,7 +267,7 @@ public final class EdgeAgent {
                 var retry = false
                 switch error {
                 case .network, .timeout: retry = true
-                case .http(let status, _): retry = status == 503
+                case .http(let status, _): retry = status == 503 || status == 429
                 default: retry = false
                 }
                 if !retry || stopRequested() { throw stopRequested() ? .stopped : error }

@@ -58,6 +58,11 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     public var storageDType = DType.int8Block
     public var updateDType = DType.int8Block
     public var maxReportBytes = 0
+    /// Open connections at once; 0: sized from the file-descriptor limit (docs/SERVER.md "Limits").
+    public var maxConnections = 0
+    public var maxConnectionsPerAddress = 256
+    /// Bytes of request bodies the server holds at once, over all connections.
+    public var maxBodyBytes = 256 << 20
     // service
     public var listenHost = "127.0.0.1"
     public var port = 8080
@@ -76,6 +81,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         case beta, alphaLoss = "alpha_loss", epsilon, fitness, solver
         case expertWeighting = "expert_weighting", clipNorm = "clip_norm", weightCap = "weight_cap", normBound = "norm_bound", maxSamples = "max_samples", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", gateInit = "gate_init", sharedExpert = "shared_expert", probeWarm = "probe_warm", storageDType = "storage_dtype"
         case updateDType = "update_dtype", maxReportBytes = "max_report_bytes"
+        case maxConnections = "max_connections", maxConnectionsPerAddress = "max_connections_per_address", maxBodyBytes = "max_body_bytes"
         case listenHost = "listen_host", port, stateDir = "state_dir", tokenFile = "token_file"
         case keepCheckpoints = "keep_checkpoints", seed, maxStrikes = "max_strikes"
     }
@@ -92,6 +98,14 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     public var storage: DType { storageDType }
     public var update: DType { updateDType }
     public var weightByUsage: Bool { expertWeighting == .usage }
+
+    /// The limits of `ResourceLimits` for a process whose open-file limit is `fileLimit`
+    /// (`max_connections` 0: what the file limit leaves after `ResourceLimits.reservedFiles`).
+    public func resourceLimits(fileLimit: Int) -> ResourceLimits {
+        let auto = ResourceLimits.automaticConnectionCap(fileLimit: fileLimit)
+        return ResourceLimits(maxConnections: maxConnections > 0 ? min(maxConnections, auto) : auto,
+                              maxConnectionsPerAddress: maxConnectionsPerAddress, maxBodyBytes: maxBodyBytes)
+    }
 
     /// The report body limit for a client holding `kc` experts (docs/PROTOCOL.md "Limits").
     public func reportLimit(kc: Int) -> Int {
@@ -188,6 +202,8 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         let dtypes = DType.allCases.map { ($0.name, $0) }
         try one(.storageDType, &storageDType, dtypes); try one(.updateDType, &updateDType, dtypes)
         try int(.maxReportBytes, &maxReportBytes)
+        try int(.maxConnections, &maxConnections); try int(.maxConnectionsPerAddress, &maxConnectionsPerAddress, min: 1)
+        try int(.maxBodyBytes, &maxBodyBytes, min: 64 * 1024)
         try str(.listenHost, &listenHost); try int(.port, &port)
         if port > 65535 { throw ServerError.config("'port' must be ≤ 65535") }
         try str(.stateDir, &stateDir); try str(.tokenFile, &tokenFile)

@@ -23,6 +23,8 @@ public final class Coordinator: @unchecked Sendable {
     // long polls
     var waiters: [Int: (after: Int, promise: EventLoopPromise<Void>)] = [:]
     var nextWaiter = 0
+    /// Registrations per token: 5 at once, then one a second (docs/SERVER.md "Limits").
+    var registerRate = RateLimiter(burst: 5, perSecond: 1)
     // metrics
     let registry = PrometheusCollectorRegistry()
     var bytesIn = 0, bytesOut = 0
@@ -77,6 +79,9 @@ public final class Coordinator: @unchecked Sendable {
     // MARK: protocol
 
     public func register(_ id: Identity, body: [UInt8]) throws(ProtocolError) -> [UInt8] {
+        if let wait = lock.withLock({ registerRate.take(id.hash, now: Self.now()) }) {
+            throw .rateLimited("too many registrations from this token; retry in \(Int(wait.rounded(.up))) s")
+        }
         let request: RegisterRequest
         do throws(MessageError) { request = try RegisterRequest(SmallMessage.parse(body), experts: config.experts) } catch {
             throw ProtocolError(error)

@@ -15,11 +15,13 @@ public final class FlexHTTPServer: Sendable {
     let group: MultiThreadedEventLoopGroup
     let channel: Channel
     let ticker: RepeatedTask
+    public let limits: ResourceLimits
 
     public var port: Int { channel.localAddress?.port ?? 0 }
 
-    public init(coordinator: Coordinator, host: String, port: Int, threads: Int = System.coreCount) throws {
+    public init(coordinator: Coordinator, host: String, port: Int, limits: ResourceLimits, threads: Int = System.coreCount) throws {
         self.coordinator = coordinator
+        self.limits = limits
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
@@ -33,13 +35,14 @@ public final class FlexHTTPServer: Sendable {
                     // requests behind a long poll count one head each.
                     let guardHandler = HeadSizeGuard()
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ConnectionLimiter(limits: limits, coordinator: coordinator))
                     try sync.addHandler(guardHandler)
                     try sync.addHandler(HTTPResponseEncoder())
                     try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
                     try sync.addHandler(HeadBoundaries(guard: guardHandler))
                     try sync.addHandler(HTTPServerPipelineHandler())
                     try sync.addHandler(IdleStateHandler(readTimeout: .seconds(90)))
-                    try sync.addHandler(RequestHandler(coordinator: coordinator))
+                    try sync.addHandler(RequestHandler(coordinator: coordinator, limits: limits))
                 }
             }
         channel = try bootstrap.bind(host: host, port: port).wait()
@@ -54,6 +57,47 @@ public final class FlexHTTPServer: Sendable {
         ticker.cancel()
         try channel.close().wait()
         try group.syncShutdownGracefully()
+    }
+}
+
+/// Admits a connection under the caps of `ResourceLimits` (in total and per source address), or
+/// answers 503 with `Retry-After` and closes it before any byte of a request is read.
+final class ConnectionLimiter: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    let limits: ResourceLimits
+    let coordinator: Coordinator
+    var admitted: String?
+
+    init(limits: ResourceLimits, coordinator: Coordinator) { self.limits = limits; self.coordinator = coordinator }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        guard limits.openConnection(address: address) else {
+            let error = ProtocolError.busy("the server holds its limit of open connections; retry later")
+            coordinator.count(error)
+            let body = error.body
+            var buf = context.channel.allocator.buffer(capacity: 200 + body.count)
+            buf.writeString("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.count)\r\nRetry-After: 5\r\nConnection: close\r\n\r\n")
+            buf.writeBytes(body)
+            let channel = context.channel
+            context.writeAndFlush(NIOAny(buf)).whenComplete { _ in channel.close(promise: nil) }
+            return
+        }
+        admitted = address
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if admitted != nil { context.fireChannelRead(data) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let a = admitted {
+            limits.closeConnection(address: a)
+            admitted = nil
+            context.fireChannelInactive()
+        }
     }
 }
 
@@ -179,6 +223,9 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let coordinator: Coordinator
+    let limits: ResourceLimits
+    /// Bytes of the body budget this connection holds for the request being received.
+    var reserved = 0
     var head: HTTPRequestHead?
     var route: Route?
     var identity: Coordinator.Identity?
@@ -189,13 +236,24 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     var inputClosed = false
     var requestBytes = 0
 
-    init(coordinator: Coordinator) {
+    init(coordinator: Coordinator, limits: ResourceLimits) {
         self.coordinator = coordinator
+        self.limits = limits
+    }
+
+    func releaseBody() {
+        if reserved > 0 { limits.releaseBody(reserved); reserved = 0 }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        releaseBody()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
+            releaseBody()
             head = h; route = nil; identity = nil; body = []; discard = false; expected = 0
             requestBytes = 64 + h.uri.utf8.count + h.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }  // ≈ head bytes
             do throws(ProtocolError) { try begin(h) } catch {
@@ -208,13 +266,15 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             requestBytes += buf.readableBytes
             if body.count + buf.readableBytes > expected {
                 discard = true
+                releaseBody()
                 respond(context: context, error: .badRequest("body longer than its Content-Length"), close: true)
                 return
             }
             body += buf.readBytes(length: buf.readableBytes) ?? []
         case .end:
-            guard !discard, let h = head, let r = route else { return }
+            guard !discard, let h = head, let r = route else { releaseBody(); return }
             if body.count != expected {
+                releaseBody()
                 respond(context: context, error: .badRequest("truncated body"), close: true)
                 return
             }
@@ -246,6 +306,12 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if r.method == .GET && length != 0 { throw .badRequest("a GET request has no body (Content-Length must be 0)") }
         if length > limit { throw .tooLarge("a body of \(length) bytes is over this endpoint's limit of \(limit)") }
+        if length > 0 {
+            guard limits.reserveBody(length) else {
+                throw .busy("the server holds its limit of request bodies (max_body_bytes); retry later")
+            }
+            reserved = length
+        }
         expected = length
         body.reserveCapacity(length)
         route = r
@@ -308,11 +374,12 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(context: context, error: error, close: !keepAlive)
         }
         body = []
+        releaseBody()
     }
 
     func respond(context: ChannelHandlerContext, error: ProtocolError, close: Bool) {
         var extra: [(String, String)] = []
-        if error.status == 503 { extra.append(("Retry-After", "5")) }
+        if error.status == 503 || error.status == 429 { extra.append(("Retry-After", "5")) }
         if error.status == 401 { extra.append(("WWW-Authenticate", "Bearer")) }
         respond(context: context, status: HTTPResponseStatus(statusCode: error.status), body: error.body,
                 keepAlive: !close, extra: extra)

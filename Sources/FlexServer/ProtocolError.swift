@@ -17,6 +17,10 @@ public enum ProtocolError: Error, Equatable, Sendable {
     /// A report or registration field outside its documented range (docs/PROTOCOL.md "Field ranges").
     case invalidField(String)
     case notReady(String)
+    /// A server limit is reached (connections, bytes of request bodies): retry after `Retry-After`.
+    case busy(String)
+    /// Too many requests of this kind from one token: retry after `Retry-After`.
+    case rateLimited(String)
     case upgradeRequired(String)
 
     public var status: Int {
@@ -30,7 +34,8 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .tooLarge: 413
         case .headerTooLarge: 431
         case .invalidUpdate, .invalidField: 422
-        case .notReady: 503
+        case .notReady, .busy: 503
+        case .rateLimited: 429
         case .upgradeRequired: 426
         }
     }
@@ -50,6 +55,8 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .invalidUpdate: "invalid_update"
         case .invalidField: "invalid_field"
         case .notReady: "not_ready"
+        case .busy: "busy"
+        case .rateLimited: "rate_limited"
         case .upgradeRequired: "upgrade_required"
         }
     }
@@ -58,7 +65,8 @@ public enum ProtocolError: Error, Equatable, Sendable {
         switch self {
         case .badRequest(let m), .unauthorized(let m), .forbidden(let m), .notFound(let m),
              .methodNotAllowed(let m), .staleVersion(let m), .duplicate(let m), .notAssigned(let m),
-             .roundClosed(let m), .tooLarge(let m), .headerTooLarge(let m), .invalidUpdate(let m), .invalidField(let m), .notReady(let m), .upgradeRequired(let m):
+             .roundClosed(let m), .tooLarge(let m), .headerTooLarge(let m), .invalidUpdate(let m), .invalidField(let m), .notReady(let m), .busy(let m),
+             .rateLimited(let m), .upgradeRequired(let m):
             return m
         }
     }

@@ -237,8 +237,10 @@ public final class RoundStateMachine {
     // MARK: reports
 
     /// The body limit of a report from client `c` (413 before the body is read).
+    /// Sized from the server's model and the experts it assigned the client this round (one when
+    /// none: such a report is refused anyway), never from what the device claimed.
     public func reportLimit(client c: Int?) -> Int {
-        config.reportLimit(kc: c.flatMap { clients[$0]?.kc } ?? 1)
+        config.reportLimit(kc: max(c.flatMap { assignment[$0]?.count } ?? 1, 1))
     }
 
     /// A report being checked: the round and versions it must match. Between `beginReport` and

@@ -42,9 +42,13 @@ struct ServeCommand: ParsableCommand {
             }
         }
         let coordinator = try Coordinator(config: c, logger: logger)
-        let server = try FlexHTTPServer(coordinator: coordinator, host: c.listenHost, port: c.port)
+        let limits = c.resourceLimits(fileLimit: ResourceLimits.raiseFileLimit())
+        let server = try FlexHTTPServer(coordinator: coordinator, host: c.listenHost, port: c.port, limits: limits)
         try StateStore(dir: c.stateDir, keep: c.keepCheckpoints).writePort(server.port)
-        logger.info("listening", metadata: ["host": "\(c.listenHost)", "port": "\(server.port)", "state_dir": "\(c.stateDir)"])
+        logger.info("listening", metadata: ["host": "\(c.listenHost)", "port": "\(server.port)", "state_dir": "\(c.stateDir)",
+                                            "max_connections": "\(limits.maxConnections)",
+                                            "max_connections_per_address": "\(limits.maxConnectionsPerAddress)",
+                                            "max_body_bytes": "\(limits.maxBodyBytes)"])
         try server.wait()
     }
 }

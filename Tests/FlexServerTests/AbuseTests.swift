@@ -38,3 +38,90 @@ import FlexServerTesting
         #expect(line.map { $0.hasSuffix(" 3") } == true, "\(line ?? "no line")")
     }
 }
+
+/// Resource limits (docs/SERVER.md "Limits"): connections in total and per address, bytes of
+/// request bodies held at once, registrations per token.
+@Suite(.serialized) struct LimitTests {
+    /// Idle connections beyond the per-address cap are answered 503 with Retry-After at once; when
+    /// they close, requests are served again.
+    @Test(.timeLimit(.minutes(2))) func connectionsBeyondTheCapGet503AndTheServerRecovers() throws {
+        let env = try Harness.setUp("conns", devices: 2, extra: #", "max_connections_per_address": 10"#)
+        let server = try Harness.start(env)
+        defer { server.stop() }
+        var idle: [Int32] = []
+        defer { for fd in idle { close(fd) } }
+        for _ in 0..<10 { idle.append(try ProtocolClient.connect(host: "127.0.0.1", port: server.port, timeout: 10)) }
+        usleep(200_000)  // the server admits them
+        let refused = try #require(try ProtocolClient.raw(port: server.port, Array("GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n".utf8)))
+        #expect(refused.status == 503 && refused.header("Retry-After") == "5")
+        #expect(refused.message?["error"] == "busy")
+        for fd in idle.prefix(5) { close(fd) }
+        idle.removeFirst(5)
+        usleep(200_000)
+        #expect(try ProtocolClient(port: server.port).request("GET", "/v1/status").status == 200)
+    }
+
+    /// Two connections each announcing a 40,000-byte report under a 64 KiB body budget: the second
+    /// is refused 503 before its body is read; once the first is gone the budget is free again.
+    @Test(.timeLimit(.minutes(2))) func requestBodiesShareOneBudget() throws {
+        let env = try Harness.setUp("bodies", devices: 2, extra: #", "max_body_bytes": 65536"#)
+        let server = try Harness.start(env)
+        defer { server.stop() }
+        let device = ProtocolClient(port: server.port, token: env.tokens[0])
+        #expect(try device.register(kc: 2, samples: 10).status == 200)
+        let head = Array("POST /v1/rounds/1/report HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(env.tokens[0])\r\nContent-Length: 40000\r\n\r\n".utf8)
+        let first = try ProtocolClient.connect(host: "127.0.0.1", port: server.port, timeout: 10)
+        try ProtocolClient.sendAll(first, head + [UInt8](repeating: 0, count: 1000))
+        usleep(200_000)
+        let second = try #require(try ProtocolClient.raw(port: server.port, head, halfClose: false, timeout: 10))
+        #expect(second.status == 503 && second.message?["error"] == "busy")
+        close(first)
+        usleep(200_000)
+        let third = try ProtocolClient.raw(port: server.port, head + [UInt8](repeating: 0, count: 40000), timeout: 10)
+        #expect(third?.status == 400, "the budget is free again: the (garbage) body is read and refused as malformed")
+    }
+
+    /// Registrations per token: five at once, then one a second; the sixth in a burst gets 429.
+    @Test(.timeLimit(.minutes(2))) func registrationsPerTokenAreRateLimited() throws {
+        let env = try Harness.setUp("rate", devices: 2)
+        let server = try Harness.start(env)
+        defer { server.stop() }
+        let request = RegisterRequest(memoryBudget: 1 << 24, kc: 2, storage: .int8Block, board: "host", samples: 10, maxBatch: 8)
+        let device = ProtocolClient(port: server.port, token: env.tokens[0])
+        let statuses = try (0..<6).map { _ in try device.request("POST", "/v1/register", body: request.message().encoded()) }
+        #expect(statuses.prefix(5).allSatisfy { $0.status == 200 })
+        #expect(statuses[5].status == 429 && statuses[5].header("Retry-After") != nil)
+        let other = ProtocolClient(port: server.port, token: env.tokens[1])
+        #expect(try other.request("POST", "/v1/register", body: request.message().encoded()).status == 200, "other tokens are not affected")
+    }
+
+    /// The report fields of issue #13's scenario 4 are refused 422 and the round's record stays whole.
+    @Test(.timeLimit(.minutes(2))) func absurdReportFieldsAreRefusedAndTheRoundRecordIsWhole() throws {
+        let env = try Harness.setUp("fields", devices: 2)
+        let server = try Harness.start(env)
+        defer { server.stop() }
+        let clients = env.tokens.map { ProtocolClient(port: server.port, token: $0) }
+        let ids = try clients.map { c in Int(try #require(try c.register(kc: 2, samples: 10).message?["client_id"]))! }
+        var builder = ReportBuilder()
+        let messages = try zip(clients, ids).map { try Harness.waitOpen($0, client: $1, round: 1) }
+        for (key, value) in [("loss", "1.7e308"), ("accuracy", "-1e300"), ("fitness", "3.4e38,0.5"), ("usage", "1000000000,1")] {
+            var body = builder.report(client: ids[0], samples: 10, round: messages[0])
+            // rewrite one field of the report's fields block
+            let (fields, _) = try body.withUnsafeBytes { b in try ReportValidator.fields(b) }
+            var f = fields
+            f.set(key, value)
+            let assigned = try messages[0].intList("assigned"), versions = try messages[0].intList("expert_versions")
+            var containers = [builder.delta(kind: .extractorDelta, expert: nil, version: UInt64(messages[0]["extractor_version"]!)!)]
+            for (i, e) in assigned.enumerated() { containers.append(builder.delta(kind: .expertDelta, expert: e, version: UInt64(versions[i]))) }
+            body = ReportFrame.encode(fields: f, containers: containers)
+            let r = try clients[0].request("POST", "/v1/rounds/1/report", body: body)
+            #expect(r.status == 422 && r.message?["error"] == "invalid_field", "\(key)=\(value): \(r.status)")
+        }
+        for i in 0..<2 {
+            #expect(try clients[i].request("POST", "/v1/rounds/1/report", body: builder.report(client: ids[i], samples: 10, round: messages[i])).status == 200)
+        }
+        let status = try Harness.status(server.port)
+        let last = try #require(status["last_round"] as? [String: Any])
+        #expect(last["round"] as? Int == 1 && (last["mean_loss"] as? Double)?.isFinite == true)
+    }
+}

@@ -136,7 +136,8 @@ struct ServerBench: ParsableCommand {
         var logger = Logger(label: "flexmoe.server")
         logger.logLevel = .notice
         let coordinator = try Coordinator(config: c, logger: logger)
-        let server = try FlexHTTPServer(coordinator: coordinator, host: c.listenHost, port: c.port)
+        let server = try FlexHTTPServer(coordinator: coordinator, host: c.listenHost, port: c.port,
+                                        limits: c.resourceLimits(fileLimit: ResourceLimits.raiseFileLimit()))
         try StateStore(dir: c.stateDir, keep: c.keepCheckpoints).writePort(server.port)
         try server.wait()
     }
