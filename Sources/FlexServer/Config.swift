@@ -66,6 +66,9 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     // service
     public var listenHost = "127.0.0.1"
     public var port = 8080
+    /// Where `/v1/status` and `/metrics` are served (docs/SERVER.md "Operator endpoints").
+    public var operatorHost = "127.0.0.1"
+    public var operatorPort = 0
     public var stateDir = "flexmoe-state"
     public var tokenFile = ""
     public var keepCheckpoints = 5
@@ -82,7 +85,7 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         case expertWeighting = "expert_weighting", clipNorm = "clip_norm", weightCap = "weight_cap", normBound = "norm_bound", maxSamples = "max_samples", standardizeInputs = "standardize_inputs", explorationBonus = "exploration_bonus", fitnessTiming = "fitness_timing", gateInit = "gate_init", sharedExpert = "shared_expert", probeWarm = "probe_warm", storageDType = "storage_dtype"
         case updateDType = "update_dtype", maxReportBytes = "max_report_bytes"
         case maxConnections = "max_connections", maxConnectionsPerAddress = "max_connections_per_address", maxBodyBytes = "max_body_bytes"
-        case listenHost = "listen_host", port, stateDir = "state_dir", tokenFile = "token_file"
+        case listenHost = "listen_host", port, operatorHost = "operator_host", operatorPort = "operator_port", stateDir = "state_dir", tokenFile = "token_file"
         case keepCheckpoints = "keep_checkpoints", seed, maxStrikes = "max_strikes"
     }
 
@@ -98,6 +101,13 @@ public struct ServerConfig: Sendable, Equatable, Codable {
     public var storage: DType { storageDType }
     public var update: DType { updateDType }
     public var weightByUsage: Bool { expertWeighting == .usage }
+
+    /// The operator listener, or nil when the operator endpoints share the devices' listener: only
+    /// when `operator_port` is 0 and devices listen on a loopback address (nobody else can reach it).
+    public var operatorListener: (host: String, port: Int)? {
+        let loopback = ["127.0.0.1", "::1", "localhost"].contains(listenHost)
+        return operatorPort == 0 && loopback ? nil : (operatorHost, operatorPort)
+    }
 
     /// The limits of `ResourceLimits` for a process whose open-file limit is `fileLimit`
     /// (`max_connections` 0: what the file limit leaves after `ResourceLimits.reservedFiles`).
@@ -206,6 +216,8 @@ public struct ServerConfig: Sendable, Equatable, Codable {
         try int(.maxBodyBytes, &maxBodyBytes, min: 64 * 1024)
         try str(.listenHost, &listenHost); try int(.port, &port)
         if port > 65535 { throw ServerError.config("'port' must be ≤ 65535") }
+        try str(.operatorHost, &operatorHost); try int(.operatorPort, &operatorPort)
+        if operatorPort > 65535 { throw ServerError.config("'operator_port' must be ≤ 65535") }
         try str(.stateDir, &stateDir); try str(.tokenFile, &tokenFile)
         try int(.keepCheckpoints, &keepCheckpoints, min: 1)
         var seed = Int(self.seed); try int(.seed, &seed); self.seed = UInt64(seed)

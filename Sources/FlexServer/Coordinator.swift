@@ -29,6 +29,10 @@ public final class Coordinator: @unchecked Sendable {
     let registry = PrometheusCollectorRegistry()
     var bytesIn = 0, bytesOut = 0
     var reportedCompleted = 0
+    /// Set by `beginShutdown`: every later request is answered 503.
+    var stopping = false
+    /// Rejected requests are logged at most once a second per error code (with how many were not).
+    let rejectLog = NIOLockedValueBox([String: (since: Double, suppressed: Int)]())
 
     /// Seconds on a monotonic clock: the state machine's time.
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -45,7 +49,32 @@ public final class Coordinator: @unchecked Sendable {
     func locked<T>(_ body: () throws(ProtocolError) -> T) throws(ProtocolError) -> T {
         lock.lock()
         defer { lock.unlock() }
+        if stopping { throw .notReady("the server is stopping") }
         return try body()
+    }
+
+    // MARK: shutdown
+
+    /// Stops serving (SIGTERM, SIGINT, or the supervisor's end of input): later requests are
+    /// answered 503 and pending long polls now. The open round, if any, is abandoned: nothing of it
+    /// was persisted, so after a restart it opens again from the last completed round.
+    public func beginShutdown() {
+        let wake: [EventLoopPromise<Void>] = lock.withLock {
+            stopping = true
+            let w = waiters.values.map(\.promise)
+            waiters = [:]
+            return w
+        }
+        for p in wake { p.succeed(()) }
+        logger.info("stopping", metadata: ["round": "\(lock.withLock { machine.round })",
+                                           "completed_round": "\(lock.withLock { machine.completedRound })"])
+    }
+
+    /// Ends the process with status 0 once no request holds the lock, so no state write is cut
+    /// short; the lock is never released.
+    public func exitWhenQuiet() -> Never {
+        lock.lock()
+        exit(0)
     }
 
     // MARK: authentication
@@ -66,10 +95,25 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
-    /// Counts a refused request once, by its error code.
+    /// Counts a refused request once, by its error code, and logs it (at most one line a second
+    /// per code, with the number left out; messages never hold a token).
     public func count(_ e: ProtocolError) {
         registry.makeCounter(descriptor: Self.metric("rejected_total", "Rejected requests by reason."),
                              labels: [("reason", e.code)]).increment()
+        let now = Self.now()
+        let suppressed: Int? = rejectLog.withLockedValue { log in
+            if let l = log[e.code], now - l.since < 1 {
+                log[e.code] = (l.since, l.suppressed + 1)
+                return nil
+            }
+            let before = log[e.code]?.suppressed ?? 0
+            log[e.code] = (now, 0)
+            return before
+        }
+        if let n = suppressed {
+            logger.notice("rejected", metadata: ["status": "\(e.status)", "error": "\(e.code)", "message": "\(e.message)",
+                                                 "not_logged_before": "\(n)"])
+        }
     }
 
     public func count(bytesIn i: Int, bytesOut o: Int) {
@@ -167,6 +211,7 @@ public final class Coordinator: @unchecked Sendable {
     func mutate<T>(_ body: () throws(ProtocolError) -> T) throws(ProtocolError) -> T {
         lock.lock()
         let result: Result<T, ProtocolError>
+        if stopping { lock.unlock(); throw .notReady("the server is stopping") }
         do throws(ProtocolError) { result = .success(try body()) } catch { result = .failure(error) }
         var wake: [EventLoopPromise<Void>] = []
         for (k, w) in waiters where machine.round != w.after || machine.phase == .finished {
@@ -184,7 +229,7 @@ public final class Coordinator: @unchecked Sendable {
     public func waitForRound(after: Int, wait: Int, on loop: EventLoop) -> EventLoopFuture<Void> {
         let promise = loop.makePromise(of: Void.self)
         let key: Int? = lock.withLock {
-            if machine.round != after || machine.phase == .finished { return nil }
+            if machine.round != after || machine.phase == .finished || stopping { return nil }
             nextWaiter += 1
             waiters[nextWaiter] = (after, promise)
             return nextWaiter

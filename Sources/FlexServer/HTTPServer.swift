@@ -14,16 +14,41 @@ public final class FlexHTTPServer: Sendable {
     let coordinator: Coordinator
     let group: MultiThreadedEventLoopGroup
     let channel: Channel
+    /// The operator listener (`/v1/status`, `/metrics`) when it is apart from the devices' one.
+    let operatorChannel: Channel?
     let ticker: RepeatedTask
     public let limits: ResourceLimits
 
+    /// The devices' port.
     public var port: Int { channel.localAddress?.port ?? 0 }
+    /// The port that answers `/v1/status` and `/metrics`: the operator listener's, else the devices'.
+    public var operatorPort: Int { operatorChannel?.localAddress?.port ?? port }
 
-    public init(coordinator: Coordinator, host: String, port: Int, limits: ResourceLimits, threads: Int = System.coreCount) throws {
+    /// Listens for devices on `host:port`. The operator endpoints are served on the same listener
+    /// only when `operatorListener` is nil; otherwise only there (docs/SERVER.md "Operator endpoints").
+    public init(coordinator: Coordinator, host: String, port: Int, operatorListener: (host: String, port: Int)? = nil,
+                limits: ResourceLimits, threads: Int = System.coreCount) throws {
         self.coordinator = coordinator
         self.limits = limits
-        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
-        let bootstrap = ServerBootstrap(group: group)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        self.group = group
+        let deviceRoutes: RouteSet = operatorListener == nil ? .all : .device
+        channel = try Self.bootstrap(group: group, coordinator: coordinator, limits: limits, routes: deviceRoutes)
+            .bind(host: host, port: port).wait()
+        if let o = operatorListener {
+            operatorChannel = try Self.bootstrap(group: group, coordinator: coordinator, limits: limits, routes: .operator)
+                .bind(host: o.host, port: o.port).wait()
+        } else {
+            operatorChannel = nil
+        }
+        ticker = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { _ in
+            coordinator.tick()
+        }
+    }
+
+    static func bootstrap(group: MultiThreadedEventLoopGroup, coordinator: Coordinator, limits: ResourceLimits,
+                          routes: RouteSet) -> ServerBootstrap {
+        ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -42,20 +67,22 @@ public final class FlexHTTPServer: Sendable {
                     try sync.addHandler(HeadBoundaries(guard: guardHandler))
                     try sync.addHandler(HTTPServerPipelineHandler())
                     try sync.addHandler(IdleStateHandler(readTimeout: .seconds(90)))
-                    try sync.addHandler(RequestHandler(coordinator: coordinator, limits: limits))
+                    try sync.addHandler(RequestHandler(coordinator: coordinator, limits: limits, routes: routes))
                 }
             }
-        channel = try bootstrap.bind(host: host, port: port).wait()
-        ticker = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { _ in
-            coordinator.tick()
-        }
     }
 
     public func wait() throws { try channel.closeFuture.wait() }
 
+    /// Stops accepting connections (the ones open are served until the process ends).
+    public func closeListeners() {
+        try? channel.close().wait()
+        try? operatorChannel?.close().wait()
+    }
+
     public func shutdown() throws {
         ticker.cancel()
-        try channel.close().wait()
+        closeListeners()
         try group.syncShutdownGracefully()
     }
 }
@@ -148,6 +175,19 @@ final class HeadBoundaries: ChannelInboundHandler {
     }
 }
 
+/// Which routes a listener answers (others are 404).
+enum RouteSet {
+    case all, device, `operator`
+
+    func allows(_ r: Route) -> Bool {
+        switch self {
+        case .all: true
+        case .device: !r.isOperator
+        case .operator: r.isOperator
+        }
+    }
+}
+
 enum Route {
     case register
     case round(client: Int?, wait: Int, after: Int?)
@@ -165,10 +205,11 @@ enum Route {
         default: .GET
         }
     }
-    var needsToken: Bool {
+    var needsToken: Bool { !isOperator }
+    var isOperator: Bool {
         switch self {
-        case .status, .metrics: false
-        default: true
+        case .status, .metrics: true
+        default: false
         }
     }
 
@@ -224,6 +265,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     let coordinator: Coordinator
     let limits: ResourceLimits
+    let routes: RouteSet
     /// Bytes of the body budget this connection holds for the request being received.
     var reserved = 0
     var head: HTTPRequestHead?
@@ -236,9 +278,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     var inputClosed = false
     var requestBytes = 0
 
-    init(coordinator: Coordinator, limits: ResourceLimits) {
+    init(coordinator: Coordinator, limits: ResourceLimits, routes: RouteSet) {
         self.coordinator = coordinator
         self.limits = limits
+        self.routes = routes
     }
 
     func releaseBody() {
@@ -295,6 +338,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             length = v
         } else { length = 0 }
         let r = try Route.parse(h.uri)
+        guard routes.allows(r) else {
+            throw .notFound(r.isOperator ? "operator endpoints are served on the operator listener (docs/SERVER.md)"
+                                         : "this listener serves only the operator endpoints")
+        }
         guard h.method == r.method else { throw .methodNotAllowed("\(h.method) is not allowed on this path") }
         if r.needsToken { identity = try coordinator.authenticate(h.headers["Authorization"].first) }
         let limit: Int

@@ -188,5 +188,8 @@ public struct StateStore: RoundStore {
         return byId.keys.sorted().map { byId[$0]! }
     }
 
-    public func writePort(_ port: Int) throws { try DurableFile.writeAtomically(Array("\(port)\n".utf8), to: dir + "/server.port") }
+    /// Writes a bound port (`server.port`, or `operator.port`) for scripts and tests to read.
+    public func writePort(_ port: Int, name: String = "server.port") throws {
+        try DurableFile.writeAtomically(Array("\(port)\n".utf8), to: dir + "/" + name)
+    }
 }

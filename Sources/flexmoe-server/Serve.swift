@@ -35,21 +35,44 @@ struct ServeCommand: ParsableCommand {
         var none = sigset_t()
         sigemptyset(&none)
         sigprocmask(SIG_SETMASK, &none, nil)
-        if exitOnStdinEof {
-            Thread.detachNewThread {
-                while let _ = readLine(strippingNewline: false) {}
-                Foundation.exit(0)
-            }
-        }
         let coordinator = try Coordinator(config: c, logger: logger)
         let limits = c.resourceLimits(fileLimit: ResourceLimits.raiseFileLimit())
-        let server = try FlexHTTPServer(coordinator: coordinator, host: c.listenHost, port: c.port, limits: limits)
-        try StateStore(dir: c.stateDir, keep: c.keepCheckpoints).writePort(server.port)
+        let server = try FlexHTTPServer(coordinator: coordinator, host: c.listenHost, port: c.port,
+                                        operatorListener: c.operatorListener, limits: limits)
+        let store = try StateStore(dir: c.stateDir, keep: c.keepCheckpoints)
+        if c.operatorListener != nil { try store.writePort(server.operatorPort, name: "operator.port") }
+        try store.writePort(server.port)
         logger.info("listening", metadata: ["host": "\(c.listenHost)", "port": "\(server.port)", "state_dir": "\(c.stateDir)",
+                                            "operator": c.operatorListener.map { "\($0.host):\(server.operatorPort)" } ?? "on the device port",
                                             "max_connections": "\(limits.maxConnections)",
                                             "max_connections_per_address": "\(limits.maxConnectionsPerAddress)",
                                             "max_body_bytes": "\(limits.maxBodyBytes)"])
+        // Graceful stop on SIGTERM, SIGINT or (with --exit-on-stdin-eof) the end of standard input:
+        // stop accepting, answer what is pending, exit 0 once no state write is in progress.
+        let stopLogger = logger
+        let stop: @Sendable (String) -> Void = { why in
+            stopLogger.info("stopping: \(why); no new connections; an open round is abandoned and reopens after a restart")
+            server.closeListeners()
+            coordinator.beginShutdown()
+            usleep(300_000)  // responses already being written go out
+            coordinator.exitWhenQuiet()
+        }
+        var sources: [DispatchSourceSignal] = []
+        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { stop(name) }
+            source.resume()
+            sources.append(source)
+        }
+        if exitOnStdinEof {
+            Thread.detachNewThread {
+                while let _ = readLine(strippingNewline: false) {}
+                stop("end of standard input")
+            }
+        }
         try server.wait()
+        withExtendedLifetime(sources) {}
     }
 }
 

@@ -125,3 +125,49 @@ import FlexServerTesting
         #expect(last["round"] as? Int == 1 && (last["mean_loss"] as? Double)?.isFinite == true)
     }
 }
+
+/// Shutdown and the operator listener.
+@Suite(.serialized) struct OperatorTests {
+    /// SIGTERM (and SIGINT) stop the server with status 0 after the pending long poll is answered;
+    /// a restart resumes from the same completed round.
+    @Test(.timeLimit(.minutes(2)), arguments: [SIGTERM, SIGINT]) func aSignalStopsTheServerCleanly(signal: Int32) throws {
+        let env = try Harness.setUp("signal-\(signal)", devices: 2)
+        let server = try Harness.start(env)
+        defer { server.stop() }
+        let device = ProtocolClient(port: server.port, token: env.tokens[0])
+        let id = try #require(try device.register(kc: 2, samples: 10).message?["client_id"])
+        // a long poll is pending when the signal arrives
+        let port = server.port, token = env.tokens[0], client = Int(id)!
+        let poll = Thread { _ = try? ProtocolClient(port: port, token: token).round(client: client, wait: 30) }
+        poll.start()
+        usleep(300_000)
+        let started = Date()
+        kill(server.pid, signal)
+        server.process.waitUntilExit()
+        #expect(server.process.terminationStatus == 0)
+        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(server.log.contains("stopping"))
+        let again = try Harness.start(env, log: "server2.log")
+        defer { again.stop() }
+        #expect(try Harness.status(again.port)["completed_round"] as? Int == 0)
+    }
+
+    /// Devices listening on all interfaces: /v1/status and /metrics move to the operator listener
+    /// (loopback, port in STATE_DIR/operator.port); the device port answers them 404, and the
+    /// operator port answers device routes 404.
+    @Test(.timeLimit(.minutes(2))) func operatorEndpointsAreApartWhenDevicesListenOnTheNetwork() throws {
+        let env = try Harness.setUp("operator", devices: 2, extra: #", "listen_host": "0.0.0.0""#)
+        let server = try Harness.start(env)
+        defer { server.stop() }
+        let text = try String(contentsOfFile: env.dir + "/state/operator.port", encoding: .utf8)
+        let operatorPort = try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(operatorPort != server.port)
+        #expect(try ProtocolClient(port: server.port).request("GET", "/v1/status").status == 404)
+        #expect(try ProtocolClient(port: server.port).request("GET", "/metrics").status == 404)
+        #expect(try ProtocolClient(port: operatorPort).request("GET", "/v1/status").status == 200)
+        #expect(try ProtocolClient(port: operatorPort).request("GET", "/metrics").status == 200)
+        let device = ProtocolClient(port: server.port, token: env.tokens[0])
+        #expect(try device.register(kc: 2, samples: 10).status == 200)
+        #expect(try ProtocolClient(port: operatorPort, token: env.tokens[0]).request("GET", "/v1/round").status == 404)
+    }
+}
