@@ -171,3 +171,34 @@ import FlexServerTesting
         #expect(try ProtocolClient(port: operatorPort, token: env.tokens[0]).request("GET", "/v1/round").status == 404)
     }
 }
+
+/// Memory under a flood of large request bodies (issue #13 scenario 2).
+@Suite(.serialized) struct MemoryBoundTests {
+    /// 200 connections with one valid token each announce a 150,000-byte report and send part of it;
+    /// under a 4 MiB body budget most are refused 503 before their body is read, and the server's
+    /// peak resident memory stays under 150 MiB (it reached 801 MB with no budget); an honest device
+    /// is still served.
+    @Test(.timeLimit(.minutes(2))) func aFloodOfLargeBodiesIsBoundedByTheBodyBudget() throws {
+        let env = try Harness.setUp("flood", devices: 2, extra: #", "max_body_bytes": 4194304"#)
+        let server = try Harness.start(env)
+        defer { server.stop() }
+        let device = ProtocolClient(port: server.port, token: env.tokens[0])
+        #expect(try device.register(kc: 2, samples: 10).status == 200)
+        let head = Array("POST /v1/rounds/1/report HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(env.tokens[0])\r\nContent-Length: 150000\r\n\r\n".utf8)
+        var fds: [Int32] = []
+        defer { for fd in fds { close(fd) } }
+        for _ in 0..<200 {
+            let fd = try ProtocolClient.connect(host: "127.0.0.1", port: server.port, timeout: 10)
+            try? ProtocolClient.sendAll(fd, head + [UInt8](repeating: 1, count: 100_000))
+            fds.append(fd)
+        }
+        usleep(500_000)
+        let peak = try #require(server.peakRSSKiB())
+        print("flood: peak RSS \(peak / 1024) MiB")
+        #expect(peak < 150 * 1024, "peak RSS \(peak / 1024) MiB")
+        let other = ProtocolClient(port: server.port, token: env.tokens[1])
+        #expect(try other.register(kc: 2, samples: 10).status == 200, "an honest device is served during the flood")
+        let metrics = String(decoding: try ProtocolClient(port: server.port).request("GET", "/metrics").body, as: UTF8.self)
+        #expect(metrics.contains("flexmoe_rejected_total{reason=\"busy\"}"))
+    }
+}
